@@ -1,0 +1,297 @@
+//! The Wharf guest SDK. A connector is a plain Rust type implementing
+//! [`Source`], [`Sink`] or [`Transform`]; one macro ([`export_source!`],
+//! [`export_sink!`], [`export_transform!`]) turns the crate into a wasm
+//! component for the matching world of `wit/wharf.wit`.
+//!
+//! ```ignore
+//! struct Upper;
+//! impl wharf_sdk::Plugin for Upper {
+//!     const NAME: &'static str = "upper";
+//!     const DESCRIPTION: &'static str = "upper-cases record values";
+//!     fn config_spec() -> Vec<wharf_sdk::ConfigKey> { vec![] }
+//! }
+//! impl wharf_sdk::Transform for Upper {
+//!     fn open(_: &wharf_sdk::Config) -> wharf_sdk::Result<Self> { Ok(Upper) }
+//!     fn apply(&mut self, mut records: Vec<wharf_sdk::Record>) -> wharf_sdk::Result<Vec<wharf_sdk::Record>> {
+//!         for r in &mut records { if let Some(v) = &mut r.value { v.make_ascii_uppercase() } }
+//!         Ok(records)
+//!     }
+//! }
+//! wharf_sdk::export_transform!(Upper);
+//! ```
+
+mod config;
+#[doc(hidden)]
+pub mod glue;
+
+pub use config::{
+    validate_against, Config, ConfigError, ConfigKey, ConfigType, Importance, Validator,
+};
+pub use wharf_records::Record;
+
+/// Generated bindings, one module per world. The `types` and `host`
+/// interfaces are generated once and shared, so all worlds use one set of types.
+#[doc(hidden)]
+pub mod bindings {
+    pub mod source {
+        wit_bindgen::generate!({
+            world: "source",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_source_world",
+            default_bindings_module: "wharf_sdk::bindings::source",
+        });
+    }
+    pub mod sink {
+        wit_bindgen::generate!({
+            world: "sink",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_sink_world",
+            default_bindings_module: "wharf_sdk::bindings::sink",
+            with: {
+                "wharf:connector/types@0.1.0": crate::bindings::source::wharf::connector::types,
+                "wharf:connector/host@0.1.0": crate::bindings::source::wharf::connector::host,
+            },
+        });
+    }
+    pub mod transform {
+        wit_bindgen::generate!({
+            world: "transform",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_transform_world",
+            default_bindings_module: "wharf_sdk::bindings::transform",
+            with: {
+                "wharf:connector/types@0.1.0": crate::bindings::source::wharf::connector::types,
+                "wharf:connector/host@0.1.0": crate::bindings::source::wharf::connector::host,
+            },
+        });
+    }
+}
+
+use bindings::source::wharf::connector::host;
+
+/// A plugin error: retriable ones are retried by the host with backoff,
+/// fatal ones fail the task with the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Retriable(String),
+    Fatal(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Retriable(m) => write!(f, "retriable: {m}"),
+            Error::Fatal(m) => write!(f, "fatal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Identity and config schema, common to every kind of plugin.
+pub trait Plugin {
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    const VERSION: &'static str = "0.1.0";
+
+    fn config_spec() -> Vec<ConfigKey>;
+
+    /// Validates a whole config; the default checks it against the spec.
+    /// Override to add cross-key rules (and call [`validate_against`]).
+    fn validate(config: &Config) -> Vec<ConfigError> {
+        validate_against(&Self::config_spec(), config)
+    }
+}
+
+/// A source task: polled by the host, which writes what it returns to Kafka.
+pub trait Source: Plugin + Sized + 'static {
+    /// Splits the connector config into at most `max_tasks` task configs.
+    fn task_configs(config: &Config, max_tasks: u32) -> Result<Vec<Config>> {
+        let _ = max_tasks;
+        Ok(vec![config.clone()])
+    }
+    /// `offsets` holds the stored (source partition, source offset) JSON pairs.
+    fn open(config: &Config, offsets: Vec<(String, String)>) -> Result<Self>;
+    /// Appends up to `max` records to `out`; none means nothing is ready.
+    fn poll(&mut self, max: u32, out: &mut Vec<Record>) -> Result<()>;
+    /// Everything up to these offsets is durable downstream.
+    fn commit(&mut self, offsets: Vec<(String, String)>) -> Result<()> {
+        let _ = offsets;
+        Ok(())
+    }
+    fn close(&mut self) {}
+}
+
+/// A sink task: the host feeds it batches read from Kafka and commits the
+/// consumer offsets after `flush` succeeds.
+pub trait Sink: Plugin + Sized + 'static {
+    fn task_configs(config: &Config, max_tasks: u32) -> Result<Vec<Config>> {
+        Ok((0..max_tasks.max(1)).map(|_| config.clone()).collect())
+    }
+    fn open(config: &Config) -> Result<Self>;
+    fn put(&mut self, records: Vec<Record>) -> Result<()>;
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) {}
+}
+
+/// A transform: maps a batch to a batch (records may be changed, dropped or added).
+pub trait Transform: Plugin + Sized + 'static {
+    fn open(config: &Config) -> Result<Self>;
+    fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>>;
+}
+
+/// Logs through the worker, tagged with the connector and task.
+pub fn log(level: Level, message: &str) {
+    host::log(level.into(), message);
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl From<Level> for host::Level {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Trace => host::Level::Trace,
+            Level::Debug => host::Level::Debug,
+            Level::Info => host::Level::Info,
+            Level::Warn => host::Level::Warn,
+            Level::Error => host::Level::Error,
+        }
+    }
+}
+
+/// Adds to a per-task counter metric.
+pub fn counter_add(name: &str, delta: u64) {
+    host::counter_add(name, delta);
+}
+
+/// Sets a per-task gauge metric.
+pub fn gauge_set(name: &str, value: f64) {
+    host::gauge_set(name, value);
+}
+
+/// Wall-clock milliseconds since the Unix epoch, from the host.
+pub fn now_millis() -> i64 {
+    host::now_millis()
+}
+
+/// Exports a [`Source`] implementation as the component's `source` world.
+#[macro_export]
+macro_rules! export_source {
+    ($t:ty) => {
+        const _: () = {
+            use $crate::bindings::source::exports::wharf::connector as __w;
+            use $crate::bindings::source::wharf::connector::types as __t;
+            struct __WharfExport;
+            impl __w::source_connector::Guest for __WharfExport {
+                fn info() -> __t::PluginInfo {
+                    $crate::glue::info::<$t>(__t::PluginKind::Source)
+                }
+                fn config_spec() -> Vec<__t::ConfigKey> {
+                    $crate::glue::config_spec::<$t>()
+                }
+                fn validate(config: __t::Config) -> Vec<__t::ConfigError> {
+                    $crate::glue::validate::<$t>(config)
+                }
+                fn task_configs(config: __t::Config, max: u32) -> ::core::result::Result<Vec<__t::Config>, __t::PluginError> {
+                    $crate::glue::source_task_configs::<$t>(config, max)
+                }
+                fn open(config: __t::Config, offsets: Vec<(String, String)>) -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::source_open::<$t>(config, offsets)
+                }
+                fn poll(max: u32) -> ::core::result::Result<__t::Batch, __t::PluginError> {
+                    $crate::glue::source_poll::<$t>(max)
+                }
+                fn commit(offsets: Vec<(String, String)>) -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::source_commit::<$t>(offsets)
+                }
+                fn close() {
+                    $crate::glue::close::<$t>(|t: &mut $t| <$t as $crate::Source>::close(t))
+                }
+            }
+            $crate::bindings::source::export_source_world!(__WharfExport with_types_in $crate::bindings::source);
+        };
+    };
+}
+
+/// Exports a [`Sink`] implementation as the component's `sink` world.
+#[macro_export]
+macro_rules! export_sink {
+    ($t:ty) => {
+        const _: () = {
+            use $crate::bindings::sink::exports::wharf::connector as __w;
+            use $crate::bindings::source::wharf::connector::types as __t;
+            struct __WharfExport;
+            impl __w::sink_connector::Guest for __WharfExport {
+                fn info() -> __t::PluginInfo {
+                    $crate::glue::info::<$t>(__t::PluginKind::Sink)
+                }
+                fn config_spec() -> Vec<__t::ConfigKey> {
+                    $crate::glue::config_spec::<$t>()
+                }
+                fn validate(config: __t::Config) -> Vec<__t::ConfigError> {
+                    $crate::glue::validate::<$t>(config)
+                }
+                fn task_configs(config: __t::Config, max: u32) -> ::core::result::Result<Vec<__t::Config>, __t::PluginError> {
+                    $crate::glue::sink_task_configs::<$t>(config, max)
+                }
+                fn open(config: __t::Config) -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::sink_open::<$t>(config)
+                }
+                fn put(records: __t::Batch) -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::sink_put::<$t>(records)
+                }
+                fn flush() -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::sink_flush::<$t>()
+                }
+                fn close() {
+                    $crate::glue::close::<$t>(|t: &mut $t| <$t as $crate::Sink>::close(t))
+                }
+            }
+            $crate::bindings::sink::export_sink_world!(__WharfExport with_types_in $crate::bindings::sink);
+        };
+    };
+}
+
+/// Exports a [`Transform`] implementation as the component's `transform` world.
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        const _: () = {
+            use $crate::bindings::transform::exports::wharf::connector as __w;
+            use $crate::bindings::source::wharf::connector::types as __t;
+            struct __WharfExport;
+            impl __w::record_transform::Guest for __WharfExport {
+                fn info() -> __t::PluginInfo {
+                    $crate::glue::info::<$t>(__t::PluginKind::Transform)
+                }
+                fn config_spec() -> Vec<__t::ConfigKey> {
+                    $crate::glue::config_spec::<$t>()
+                }
+                fn validate(config: __t::Config) -> Vec<__t::ConfigError> {
+                    $crate::glue::validate::<$t>(config)
+                }
+                fn open(config: __t::Config) -> ::core::result::Result<(), __t::PluginError> {
+                    $crate::glue::transform_open::<$t>(config)
+                }
+                fn apply(records: __t::Batch) -> ::core::result::Result<__t::Batch, __t::PluginError> {
+                    $crate::glue::transform_apply::<$t>(records)
+                }
+            }
+            $crate::bindings::transform::export_transform_world!(__WharfExport with_types_in $crate::bindings::transform);
+        };
+    };
+}
