@@ -1,0 +1,4 @@
+//! Wharf: a Kafka Connect-compatible connector runtime whose connectors and
+//! transforms are WebAssembly components.
+
+pub mod plugin;

@@ -1,0 +1,37 @@
+//! Host-side bindings for the three worlds of `wit/wharf.wit`. The `types`
+//! and `host` interfaces are generated once (under `source`) and shared.
+
+pub mod source {
+    wasmtime::component::bindgen!({
+        world: "source",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+pub mod sink {
+    wasmtime::component::bindgen!({
+        world: "sink",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "wharf:connector/types": super::source::wharf::connector::types,
+            "wharf:connector/host": super::source::wharf::connector::host,
+        },
+    });
+}
+
+pub mod transform {
+    wasmtime::component::bindgen!({
+        world: "transform",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "wharf:connector/types": super::source::wharf::connector::types,
+            "wharf:connector/host": super::source::wharf::connector::host,
+        },
+    });
+}
+
+pub use source::wharf::connector::host;
+pub use source::wharf::connector::types;

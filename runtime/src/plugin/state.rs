@@ -1,0 +1,172 @@
+//! What each plugin instance's `Store` holds: its WASI context (no files,
+//! network or environment), the resource limiter, and the task identity used
+//! to tag its logs and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::host;
+use super::stdio::LogStream;
+
+/// Which task an instance serves; every log line and metric carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    pub connector: String,
+    pub task: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// Metrics a plugin reports through the `host` interface, bounded in number
+/// so a plugin cannot grow the host's memory through metric names.
+#[derive(Debug, Default)]
+pub struct PluginMetrics {
+    values: Mutex<BTreeMap<String, f64>>,
+}
+
+const MAX_PLUGIN_METRICS: usize = 256;
+const MAX_LOG_MESSAGE: usize = 16 * 1024;
+
+impl PluginMetrics {
+    fn update(&self, name: &str, f: impl FnOnce(&mut f64)) {
+        let Ok(mut values) = self.values.lock() else {
+            return;
+        };
+        if let Some(v) = values.get_mut(name) {
+            f(v);
+        } else if values.len() < MAX_PLUGIN_METRICS {
+            let mut v = 0.0;
+            f(&mut v);
+            values.insert(name.chars().take(128).collect(), v);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, f64> {
+        self.values.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Caps linear memory and tables, and remembers whether the cap was hit so a
+/// resulting trap can be reported as out-of-memory rather than a bare abort.
+#[derive(Debug)]
+pub struct Limiter {
+    pub max_memory: usize,
+    pub hit_memory_limit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit_memory_limit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+pub struct HostState {
+    pub id: TaskId,
+    pub metrics: Arc<PluginMetrics>,
+    pub limiter: Limiter,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub fn new(id: TaskId, max_memory: usize, metrics: Arc<PluginMetrics>) -> Self {
+        let mut b = WasiCtx::builder();
+        // Nothing ambient: no preopened dirs, env, args or sockets. Output
+        // streams go to tracing, tagged with the task.
+        b.stdout(LogStream::new(id.clone(), "stdout"))
+            .stderr(LogStream::new(id.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        HostState {
+            id,
+            metrics,
+            limiter: Limiter {
+                max_memory,
+                hit_memory_limit: false,
+            },
+            wasi: b.build(),
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let message = truncate(&message, MAX_LOG_MESSAGE);
+        let (connector, task) = (&self.id.connector, self.id.task);
+        match level {
+            host::Level::Trace => tracing::trace!(connector, task, "{message}"),
+            host::Level::Debug => tracing::debug!(connector, task, "{message}"),
+            host::Level::Info => tracing::info!(connector, task, "{message}"),
+            host::Level::Warn => tracing::warn!(connector, task, "{message}"),
+            host::Level::Error => tracing::error!(connector, task, "{message}"),
+        }
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        self.metrics.update(&name, |v| *v += delta as f64);
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) {
+        self.metrics.update(&name, |v| *v = value);
+    }
+
+    fn now_millis(&mut self) -> i64 {
+        now_millis()
+    }
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
