@@ -49,6 +49,7 @@ fn main() {
     }
 
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    println!("cargo:rustc-env=WHARF_TEST_PLUGIN_DIR={}", abs(&wasm_dir));
     let mut plugins: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(connectors.join("plugins")).expect("connectors/plugins exists") {
         let dir = entry.expect("readable plugins dir").path();

@@ -1,4 +1,7 @@
 //! Wharf: a Kafka Connect-compatible connector runtime whose connectors and
 //! transforms are WebAssembly components.
 
+pub mod config;
+pub mod offsets;
 pub mod plugin;
+pub mod worker;

@@ -1,1 +1,130 @@
-fn main() {}
+//! The `wharf` command line: the binary's edge, where errors become anyhow.
+
+mod cli;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "Kafka Connect-compatible connectors as WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run connectors in one standalone process until SIGINT/SIGTERM.
+    Run {
+        /// Connector config files (YAML).
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        /// Where source offsets are kept (Connect's offset.storage.file.filename).
+        #[arg(long, default_value = ".wharf/standalone.offsets.json")]
+        offsets: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Seconds between progress lines (0 turns them off).
+        #[arg(long, default_value_t = 5)]
+        progress: u64,
+    },
+    /// Check connector configs against their plugins' specs; starts nothing.
+    Validate {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Scaffold, build and inspect wasm plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Directory for compiled plugin code (default: ~/.cache/wharf/components).
+    #[arg(long, env = "WHARF_COMPILE_CACHE")]
+    compile_cache: Option<PathBuf>,
+    /// Compile plugins on every start instead of caching machine code.
+    #[arg(long)]
+    no_compile_cache: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Source,
+    Sink,
+    Transform,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a new plugin crate that builds as generated.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Parent directory for the new crate.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin crate into a wasm component.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print a component's world, version and config spec.
+    Inspect {
+        file: String,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// List the built-in plugins.
+    List {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_compile_cache {
+            return None;
+        }
+        self.compile_cache.clone().or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wharf/components"))
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run {
+                configs,
+                offsets,
+                cache,
+                progress,
+            } => cli::run::run(&configs, &offsets, cache.dir(), progress).await,
+            Command::Validate { configs, cache } => cli::run::validate(&configs, cache.dir()).await,
+            Command::Plugin { command } => match command {
+                PluginCommand::New { name, kind, dir } => cli::scaffold::new_plugin(&name, kind, &dir),
+                PluginCommand::Build { dir } => cli::scaffold::build(&dir).map(|_| ()),
+                PluginCommand::Inspect { file, cache } => cli::inspect::inspect(&file, cache.dir()).await,
+                PluginCommand::List { cache } => cli::inspect::list(cache.dir()).await,
+            },
+        }
+    })
+}

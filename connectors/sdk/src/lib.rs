@@ -21,6 +21,7 @@
 //! ```
 
 mod config;
+pub mod json;
 #[doc(hidden)]
 pub mod glue;
 

@@ -22,6 +22,9 @@ pub use bindings::types::{ConfigKey, ConfigType, Importance, PluginInfo, PluginK
 pub use instance::{CallError, SinkInstance, SourceInstance, TransformInstance};
 pub use state::{HostState, PluginMetrics, TaskId};
 
+/// Where the test-only plugins (misbehave, identity, discard) were built.
+pub const TEST_PLUGIN_DIR: &str = env!("WHARF_TEST_PLUGIN_DIR");
+
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 }
@@ -49,17 +52,21 @@ pub enum PluginError {
         wanted: PluginKind,
         actual: PluginKind,
     },
+    #[error("plugin '{plugin}': cannot grant access: {reason}")]
+    Grant { plugin: String, reason: String },
     #[error("plugin '{plugin}': {source}")]
     Call { plugin: String, source: CallError },
 }
 
-/// Limits applied to each instance.
-#[derive(Clone, Copy, Debug)]
+/// Limits and grants applied to each instance.
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Wall-clock budget for one call into the plugin.
     pub call_timeout: Duration,
     /// Cap on the instance's linear memory.
     pub max_memory_bytes: usize,
+    /// Host directories the plugin may use, visible at the same paths inside.
+    pub fs_dirs: Arc<Vec<PathBuf>>,
 }
 
 impl Default for Limits {
@@ -67,6 +74,7 @@ impl Default for Limits {
         Limits {
             call_timeout: Duration::from_secs(30),
             max_memory_bytes: 512 << 20,
+            fs_dirs: Arc::new(Vec::new()),
         }
     }
 }
@@ -243,14 +251,21 @@ impl Plugin {
         }
     }
 
-    fn store(&self, id: TaskId, limits: Limits) -> Store<HostState> {
-        let mut store = Store::new(
-            &self.host.engine,
-            HostState::new(id, limits.max_memory_bytes, Arc::new(PluginMetrics::default())),
-        );
+    fn store(&self, id: TaskId, limits: &Limits) -> Result<Store<HostState>, PluginError> {
+        let state = HostState::new(
+            id,
+            limits.max_memory_bytes,
+            &limits.fs_dirs,
+            Arc::new(PluginMetrics::default()),
+        )
+        .map_err(|reason| PluginError::Grant {
+            plugin: self.class.clone(),
+            reason,
+        })?;
+        let mut store = Store::new(&self.host.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        store
+        Ok(store)
     }
 
     fn wrong_kind(&self, wanted: PluginKind) -> PluginError {
@@ -272,7 +287,7 @@ impl Plugin {
         let Pre::Source(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Source));
         };
-        let mut store = self.store(id, limits);
+        let mut store = self.store(id, &limits)?;
         let deadline = (self.host.ticks_per_call)(limits.call_timeout);
         store.set_epoch_deadline(deadline);
         let b = pre
@@ -287,7 +302,7 @@ impl Plugin {
         let Pre::Sink(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Sink));
         };
-        let mut store = self.store(id, limits);
+        let mut store = self.store(id, &limits)?;
         let deadline = (self.host.ticks_per_call)(limits.call_timeout);
         store.set_epoch_deadline(deadline);
         let b = pre
@@ -302,7 +317,7 @@ impl Plugin {
         let Pre::Transform(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Transform));
         };
-        let mut store = self.store(id, limits);
+        let mut store = self.store(id, &limits)?;
         let deadline = (self.host.ticks_per_call)(limits.call_timeout);
         store.set_epoch_deadline(deadline);
         let b = pre

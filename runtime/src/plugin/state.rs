@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
 use super::stdio::LogStream;
@@ -95,8 +95,20 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(id: TaskId, max_memory: usize, metrics: Arc<PluginMetrics>) -> Self {
+    /// `dirs` are the only host directories the plugin can see (at the same
+    /// paths); an error names a directory that cannot be granted.
+    pub fn new(
+        id: TaskId,
+        max_memory: usize,
+        dirs: &[std::path::PathBuf],
+        metrics: Arc<PluginMetrics>,
+    ) -> Result<Self, String> {
         let mut b = WasiCtx::builder();
+        for dir in dirs {
+            let guest = dir.to_string_lossy().to_string();
+            b.preopened_dir(dir, &guest, FsPerms::ReadWrite)
+                .map_err(|e| format!("directory {}: {e}", dir.display()))?;
+        }
         // Nothing ambient: no preopened dirs, env, args or sockets. Output
         // streams go to tracing, tagged with the task.
         b.stdout(LogStream::new(id.clone(), "stdout"))
@@ -105,7 +117,7 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        HostState {
+        Ok(HostState {
             id,
             metrics,
             limiter: Limiter {
@@ -114,7 +126,7 @@ impl HostState {
             },
             wasi: b.build(),
             table: ResourceTable::new(),
-        }
+        })
     }
 }
 

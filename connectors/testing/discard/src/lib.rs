@@ -1,0 +1,34 @@
+//! Drops everything it is given, counting records: the benchmark's sink.
+
+use wharf_sdk::{Config, ConfigKey, Plugin, Record, Result, Sink};
+
+pub struct Discard {
+    seen: u64,
+}
+
+impl Plugin for Discard {
+    const NAME: &'static str = "discard";
+    const DESCRIPTION: &'static str = "Discards records (benchmarks)";
+
+    fn config_spec() -> Vec<ConfigKey> {
+        Vec::new()
+    }
+}
+
+impl Sink for Discard {
+    fn open(_: &Config) -> Result<Self> {
+        Ok(Discard { seen: 0 })
+    }
+
+    fn put(&mut self, records: Vec<Record>) -> Result<()> {
+        self.seen += records.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        wharf_sdk::gauge_set("discarded", self.seen as f64);
+        Ok(())
+    }
+}
+
+wharf_sdk::export_sink!(Discard);

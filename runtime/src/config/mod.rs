@@ -1,0 +1,242 @@
+//! Connector configs: YAML (nested or flat) flattened to Kafka Connect's flat
+//! string map, with `${env:VAR}` and `${file:path:key}` secrets resolved.
+//! Every error names the file, the key and the problem.
+
+mod flatten;
+mod secrets;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub use flatten::flatten;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {message}")]
+    Shape { file: String, message: String },
+    #[error("{file}: key '{key}': {message}")]
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// One connector: its name and flat config, plus where it came from and
+/// which keys hold secrets (never echoed back).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub origin: String,
+    pub secret_keys: BTreeSet<String>,
+}
+
+impl ConnectorConfig {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.config.get(key).map(String::as_str)
+    }
+
+    pub fn class(&self) -> Option<&str> {
+        self.get("connector.class")
+    }
+
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The config with secret values replaced, safe to log or return.
+    pub fn redacted(&self) -> BTreeMap<String, String> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let v = if self.secret_keys.contains(k) {
+                    "[hidden]".to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    pub fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            file: format!("{} (connector '{}')", self.origin, self.name),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads one YAML file: either Connect's `{name, config: {...}}` shape or a
+/// flat document with `name` beside the config keys.
+pub fn load_file(path: &Path) -> Result<ConnectorConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file, path.parent())
+}
+
+/// Parses YAML text; `base` resolves relative `${file:...}` paths.
+pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<ConnectorConfig, ConfigError> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let serde_yaml::Value::Mapping(mut top) = doc else {
+        return Err(ConfigError::Shape {
+            file: file.to_string(),
+            message: "expected a mapping with 'name' and 'config'".into(),
+        });
+    };
+    let name = match top.remove("name") {
+        Some(serde_yaml::Value::String(s)) if !s.trim().is_empty() => s,
+        Some(_) => {
+            return Err(ConfigError::Key {
+                file: file.to_string(),
+                key: "name".into(),
+                message: "must be a non-empty string".into(),
+            })
+        }
+        None => {
+            return Err(ConfigError::Key {
+                file: file.to_string(),
+                key: "name".into(),
+                message: "required key is missing".into(),
+            })
+        }
+    };
+    let body = match top.remove("config") {
+        Some(serde_yaml::Value::Mapping(m)) => {
+            if let Some(extra) = top.keys().next() {
+                return Err(ConfigError::Shape {
+                    file: file.to_string(),
+                    message: format!(
+                        "unexpected top-level key {} beside 'name' and 'config'",
+                        flatten::scalar_text(extra).unwrap_or_else(|| "?".into())
+                    ),
+                });
+            }
+            m
+        }
+        Some(_) => {
+            return Err(ConfigError::Key {
+                file: file.to_string(),
+                key: "config".into(),
+                message: "must be a mapping of config keys".into(),
+            })
+        }
+        None => top,
+    };
+    let raw = flatten(&serde_yaml::Value::Mapping(body)).map_err(|(key, message)| ConfigError::Key {
+        file: file.to_string(),
+        key,
+        message,
+    })?;
+    let mut config = BTreeMap::new();
+    let mut secret_keys = BTreeSet::new();
+    for (key, value) in raw {
+        let (resolved, had_secret) =
+            secrets::resolve(&value, base).map_err(|message| ConfigError::Key {
+                file: file.to_string(),
+                key: key.clone(),
+                message,
+            })?;
+        if had_secret {
+            secret_keys.insert(key.clone());
+        }
+        config.insert(key, resolved);
+    }
+    Ok(ConnectorConfig {
+        name,
+        config,
+        origin: file.to_string(),
+        secret_keys,
+    })
+}
+
+/// Reads a worker-side integer key with a default; errors name the key.
+pub fn int_key(c: &ConnectorConfig, key: &str, default: i64, min: i64) -> Result<i64, ConfigError> {
+    match c.get(key) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= min => Ok(n),
+            Ok(n) => Err(c.key_error(key, format!("must be at least {min}, got {n}"))),
+            Err(_) => Err(c.key_error(key, format!("expected an integer, got '{v}'"))),
+        },
+    }
+}
+
+/// The base directory relative `${file:..}` paths resolve against.
+pub fn base_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_yaml_flattens_like_connect_json() {
+        let c = parse(
+            "name: orders-cdc\nconfig:\n  connector.class: postgres-cdc\n  tasks.max: 1\n  database: { hostname: 127.0.0.1, port: 5432 }\n  table.include.list: [public.a, public.b]\n",
+            "t.yaml",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.name, "orders-cdc");
+        assert_eq!(c.get("database.hostname"), Some("127.0.0.1"));
+        assert_eq!(c.get("database.port"), Some("5432"));
+        assert_eq!(c.get("tasks.max"), Some("1"));
+        assert_eq!(c.get("table.include.list"), Some("public.a,public.b"));
+    }
+
+    #[test]
+    fn flat_documents_work_too() {
+        let c = parse("name: x\nconnector.class: datagen\n", "t.yaml", None).unwrap();
+        assert_eq!(c.class(), Some("datagen"));
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = parse("config: {}\n", "a.yaml", None).unwrap_err().to_string();
+        assert!(e.contains("a.yaml") && e.contains("'name'"), "{e}");
+        let e = parse("name: x\nconfig:\n  a: [1, {b: 2}]\n", "b.yaml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.yaml") && e.contains("'a'"), "{e}");
+        let e = parse("name: [\n", "c.yaml", None).unwrap_err().to_string();
+        assert!(e.contains("c.yaml") && e.contains("invalid YAML"), "{e}");
+    }
+
+    #[test]
+    fn env_secrets_resolve_and_are_redacted() {
+        std::env::set_var("WHARF_TEST_SECRET_PW", "s3cret");
+        let c = parse(
+            "name: x\nconfig:\n  database.password: ${env:WHARF_TEST_SECRET_PW}\n",
+            "t.yaml",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.get("database.password"), Some("s3cret"));
+        assert_eq!(c.redacted()["database.password"], "[hidden]");
+        let e = parse(
+            "name: x\nconfig:\n  p: ${env:WHARF_TEST_SURELY_UNSET}\n",
+            "t.yaml",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'p'") && e.contains("WHARF_TEST_SURELY_UNSET"), "{e}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The in-process path from sources to sinks used when a standalone worker
+//! runs without Kafka: bounded channels per sink task, routed by topic and
+//! partition, with acknowledgements so source offsets are committed only
+//! after every sink that received a batch has flushed it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use wharf_records::Record;
+
+/// Batches a sink task may have queued before its sources wait.
+pub const SINK_QUEUE_BATCHES: usize = 16;
+
+/// Shared by all deliveries of one source batch.
+#[derive(Debug, Default)]
+pub struct BatchAck {
+    remaining: AtomicUsize,
+    lost: AtomicBool,
+}
+
+impl BatchAck {
+    pub fn is_done(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0 && !self.lost.load(Ordering::Acquire)
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+/// One sink's share of a batch. `ack` after the sink flushed it; dropping it
+/// unacknowledged (a failed sink) marks the batch lost so its offsets are
+/// never committed.
+pub struct Delivery {
+    pub records: Vec<Record>,
+    ack: Option<Arc<BatchAck>>,
+}
+
+impl Delivery {
+    pub fn ack(mut self) {
+        if let Some(a) = self.ack.take() {
+            a.remaining.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(a) = self.ack.take() {
+            a.lost.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// One sink connector's task queues; a record goes to the task that owns its
+/// partition (or key hash), so per-partition order holds.
+#[derive(Clone)]
+struct Subscriber {
+    connector: String,
+    tasks: Vec<mpsc::Sender<Delivery>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Bus {
+    by_topic: HashMap<String, Vec<Subscriber>>,
+}
+
+impl Bus {
+    /// Creates the queues of one sink connector's tasks for its topics.
+    pub fn subscribe(&mut self, connector: &str, topics: &[String], tasks: usize) -> Vec<mpsc::Receiver<Delivery>> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..tasks.max(1)).map(|_| mpsc::channel(SINK_QUEUE_BATCHES)).unzip();
+        for topic in topics {
+            self.by_topic.entry(topic.clone()).or_default().push(Subscriber {
+                connector: connector.to_string(),
+                tasks: txs.clone(),
+            });
+        }
+        rxs
+    }
+
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.by_topic.contains_key(topic)
+    }
+
+    /// Sends a batch to every subscribed sink task, waiting while queues are
+    /// full (backpressure). Records of topics nobody reads are dropped.
+    pub async fn publish(&self, records: Vec<Record>) -> Arc<BatchAck> {
+        let ack = Arc::new(BatchAck::default());
+        let mut parts: HashMap<(usize, usize, usize), (mpsc::Sender<Delivery>, Vec<Record>)> = HashMap::new();
+        for r in records {
+            let Some(subs) = self.by_topic.get(&r.topic) else { continue };
+            let topic_idx = self.topic_index(&r.topic);
+            for (si, sub) in subs.iter().enumerate() {
+                let n = sub.tasks.len();
+                let slot = match r.partition {
+                    Some(p) => p.unsigned_abs() as usize % n,
+                    None => r.key.as_deref().map_or(0, |k| fnv(k) as usize % n),
+                };
+                parts
+                    .entry((topic_idx, si, slot))
+                    .or_insert_with(|| (sub.tasks[slot].clone(), Vec::new()))
+                    .1
+                    .push(r.clone());
+            }
+        }
+        ack.remaining.store(parts.len(), Ordering::Release);
+        for (_, (tx, records)) in parts {
+            let d = Delivery {
+                records,
+                ack: Some(ack.clone()),
+            };
+            // A closed queue means that sink task ended: the dropped delivery
+            // marks the batch lost.
+            let _ = tx.send(d).await;
+        }
+        ack
+    }
+
+    fn topic_index(&self, topic: &str) -> usize {
+        // Stable per topic; the exact value only separates map entries.
+        fnv(topic.as_bytes()) as usize
+    }
+
+    pub fn subscribers(&self) -> impl Iterator<Item = (&String, Vec<&str>)> {
+        self.by_topic
+            .iter()
+            .map(|(t, subs)| (t, subs.iter().map(|s| s.connector.as_str()).collect()))
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(topic: &str, p: i32) -> Record {
+        Record {
+            topic: topic.into(),
+            partition: Some(p),
+            ..Record::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_by_partition_and_acks_after_all_sinks() {
+        let mut bus = Bus::default();
+        let mut a = bus.subscribe("a", &["t".into()], 2);
+        let mut b = bus.subscribe("b", &["t".into()], 1);
+        let ack = bus.publish(vec![rec("t", 0), rec("t", 1), rec("t", 2), rec("other", 0)]).await;
+        let a0 = a[0].recv().await.unwrap();
+        let a1 = a[1].recv().await.unwrap();
+        let b0 = b[0].recv().await.unwrap();
+        assert_eq!(a0.records.len(), 2);
+        assert_eq!(a1.records.len(), 1);
+        assert_eq!(b0.records.len(), 3);
+        a0.ack();
+        a1.ack();
+        assert!(!ack.is_done());
+        b0.ack();
+        assert!(ack.is_done());
+    }
+
+    #[tokio::test]
+    async fn dropped_delivery_marks_batch_lost() {
+        let mut bus = Bus::default();
+        let mut a = bus.subscribe("a", &["t".into()], 1);
+        let ack = bus.publish(vec![rec("t", 0)]).await;
+        drop(a[0].recv().await.unwrap());
+        assert!(ack.is_lost() && !ack.is_done());
+    }
+}

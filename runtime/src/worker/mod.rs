@@ -1,0 +1,296 @@
+//! The standalone worker: validates every connector before anything starts,
+//! splits connectors into tasks, wires sources to sinks (in-process, through
+//! bounded queues, when no Kafka is configured) and stops gracefully.
+
+mod bus;
+mod grants;
+mod sink_task;
+mod source_task;
+pub mod status;
+mod transforms;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{int_key, ConfigError, ConnectorConfig};
+use crate::offsets::FileOffsetStore;
+use crate::plugin::{Limits, Plugin, PluginHost, PluginKind, TaskId};
+
+pub use bus::Bus;
+pub use status::{State, StatusBoard, TaskStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{} invalid config value(s); nothing was started:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<ConfigError>),
+    #[error("connector '{connector}': {message}")]
+    Connector { connector: String, message: String },
+}
+
+/// A connector that passed validation, with everything needed to start it.
+pub struct Prepared {
+    pub config: ConnectorConfig,
+    pub plugin: Arc<Plugin>,
+    transforms: Arc<Vec<transforms::TransformSpec>>,
+    tasks_max: u32,
+    limits: Limits,
+    batch_max: u32,
+    commit_interval: Duration,
+    shutdown_timeout: Duration,
+    topics: Vec<String>,
+}
+
+/// Validates one connector: host-owned keys, then the plugin's own
+/// `validate`, then each transform's. All problems are collected.
+pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let plugin = match c.class() {
+        None => {
+            errors.push(c.key_error("connector.class", "required: a built-in plugin name or a path to a .wasm component"));
+            None
+        }
+        Some(class) => match host.load(class).await {
+            Ok(p) if p.kind() == PluginKind::Transform => {
+                errors.push(c.key_error("connector.class", format!("'{class}' is a transform; a connector must be a source or a sink")));
+                None
+            }
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(c.key_error("connector.class", e.to_string()));
+                None
+            }
+        },
+    };
+    let mut num = |key: &str, default: i64, min: i64| match int_key(c, key, default, min) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            default
+        }
+    };
+    let tasks_max = num("tasks.max", 1, 1) as u32;
+    let call_timeout = Duration::from_millis(num("plugin.call.timeout.ms", 30_000, 10) as u64);
+    let max_memory_bytes = num("plugin.memory.max.bytes", 512 << 20, 1 << 20) as usize;
+    let batch_max = num("batch.max.records", 1000, 1) as u32;
+    let commit_interval = Duration::from_millis(num("offset.flush.interval.ms", 5_000, 1) as u64);
+    let shutdown_timeout = Duration::from_millis(num("task.shutdown.graceful.timeout.ms", 5_000, 0) as u64);
+    let topics: Vec<String> = c
+        .get("topics")
+        .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+
+    let (c, fs_dirs) = match grants::filesystem(c) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            (c.clone(), Vec::new())
+        }
+    };
+    let c = &c;
+    let limits = Limits {
+        call_timeout,
+        max_memory_bytes,
+        fs_dirs: Arc::new(fs_dirs),
+    };
+    let transforms = match transforms::specs(host, c).await {
+        Ok(t) => t,
+        Err(WorkerError::Config(e)) => {
+            errors.push(e);
+            Vec::new()
+        }
+        Err(e) => {
+            errors.push(c.key_error("transforms", e.to_string()));
+            Vec::new()
+        }
+    };
+    for t in &transforms {
+        match t.plugin.validate(&t.config).await {
+            Ok(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(k, m)| c.key_error(&format!("transforms.{}.{k}", t.alias), m)),
+            ),
+            Err(e) => errors.push(c.key_error(&format!("transforms.{}.type", t.alias), e.to_string())),
+        }
+    }
+    if let Some(p) = &plugin {
+        if p.kind() == PluginKind::Sink && topics.is_empty() {
+            errors.push(c.key_error("topics", "required for a sink: the topics to read"));
+        }
+        match p.validate(&c.pairs()).await {
+            Ok(problems) => errors.extend(problems.into_iter().map(|(k, m)| c.key_error(&k, m))),
+            Err(e) => errors.push(c.key_error("connector.class", e.to_string())),
+        }
+    }
+    match plugin {
+        Some(plugin) if errors.is_empty() => Ok(Prepared {
+            config: c.clone(),
+            plugin,
+            transforms: Arc::new(transforms),
+            tasks_max,
+            limits,
+            batch_max,
+            commit_interval,
+            shutdown_timeout,
+            topics,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Validates every connector; on any problem returns them all.
+pub async fn prepare_all(host: &PluginHost, configs: &[ConnectorConfig]) -> Result<Vec<Prepared>, WorkerError> {
+    let mut errors = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut prepared = Vec::new();
+    for c in configs {
+        if !names.insert(c.name.clone()) {
+            errors.push(c.key_error("name", "another connector already uses this name"));
+            continue;
+        }
+        match prepare(host, c).await {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(prepared)
+    } else {
+        Err(WorkerError::Invalid(errors))
+    }
+}
+
+/// A running set of connectors.
+pub struct Running {
+    pub status: StatusBoard,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    bus: Option<Arc<Bus>>,
+}
+
+impl Running {
+    /// Graceful stop: sources stop polling and commit what was acknowledged;
+    /// sinks drain their queues, flush and close.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.bus = None;
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// True once every task has ended (stopped or failed).
+    pub fn finished(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Waits for any one task to end; `None` when none are left.
+    pub async fn join_next(&mut self) -> Option<()> {
+        self.tasks.join_next().await.map(|_| ())
+    }
+}
+
+fn split_err(c: &ConnectorConfig, e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::Connector {
+        connector: c.name.clone(),
+        message: format!("splitting into tasks: {e}"),
+    }
+}
+
+/// Starts validated connectors: sinks first, so sources never publish into
+/// queues that do not exist yet.
+pub async fn start(prepared: Vec<Prepared>, offsets: FileOffsetStore) -> Result<Running, WorkerError> {
+    let status = StatusBoard::default();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut bus = Bus::default();
+
+    let mut sources = Vec::new();
+    for p in prepared {
+        let mut config = p.config.pairs();
+        config.push(("name".into(), p.config.name.clone()));
+        let scratch = TaskId {
+            connector: p.config.name.clone(),
+            task: -1,
+        };
+        let task_configs = match p.plugin.kind() {
+            PluginKind::Source => p
+                .plugin
+                .source(scratch, p.limits.clone())
+                .await
+                .map_err(|e| split_err(&p.config, e))?
+                .task_configs(&config, p.tasks_max)
+                .await
+                .map_err(|e| split_err(&p.config, e))?,
+            _ => p
+                .plugin
+                .sink(scratch, p.limits.clone())
+                .await
+                .map_err(|e| split_err(&p.config, e))?
+                .task_configs(&config, p.tasks_max)
+                .await
+                .map_err(|e| split_err(&p.config, e))?,
+        };
+        let task_configs: Vec<_> = task_configs.into_iter().take(p.tasks_max as usize).collect();
+        tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
+        if p.plugin.kind() == PluginKind::Sink {
+            let receivers = bus.subscribe(&p.config.name, &p.topics, task_configs.len());
+            for (i, (cfg, rx)) in task_configs.into_iter().zip(receivers).enumerate() {
+                let id = TaskId {
+                    connector: p.config.name.clone(),
+                    task: i as i32,
+                };
+                let counters = status.register(&id.connector, id.task);
+                let spec = sink_task::SinkTaskSpec {
+                    id,
+                    plugin: p.plugin.clone(),
+                    config: cfg,
+                    transforms: p.transforms.clone(),
+                    limits: p.limits.clone(),
+                    flush_interval: p.commit_interval.min(Duration::from_secs(1)),
+                };
+                tasks.spawn(sink_task::run(spec, rx, status.clone(), counters));
+            }
+        } else {
+            sources.push((p, task_configs));
+        }
+    }
+    let bus = Arc::new(bus);
+    for (p, task_configs) in sources {
+        for (i, cfg) in task_configs.into_iter().enumerate() {
+            let id = TaskId {
+                connector: p.config.name.clone(),
+                task: i as i32,
+            };
+            let counters = status.register(&id.connector, id.task);
+            let spec = source_task::SourceTaskSpec {
+                id,
+                plugin: p.plugin.clone(),
+                config: cfg,
+                transforms: p.transforms.clone(),
+                limits: p.limits.clone(),
+                batch_max: p.batch_max,
+                commit_interval: p.commit_interval,
+                shutdown_timeout: p.shutdown_timeout,
+            };
+            tasks.spawn(source_task::run(
+                spec,
+                bus.clone(),
+                offsets.clone(),
+                status.clone(),
+                counters,
+                shutdown_rx.clone(),
+            ));
+        }
+    }
+    Ok(Running {
+        status,
+        shutdown,
+        tasks,
+        bus: Some(bus),
+    })
+}

@@ -1,0 +1,214 @@
+//! One source task: poll the plugin, run the transform chain, hand batches to
+//! the destination, and commit source offsets once every record they cover
+//! is acknowledged downstream (Connect's WorkerSourceTask, in wasm).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+use wharf_records::Record;
+
+use crate::offsets::{canonical, FileOffsetStore};
+use crate::plugin::{CallError, Limits, Plugin, SourceInstance, TaskId};
+
+use super::bus::{BatchAck, Bus};
+use super::status::{State, StatusBoard, TaskCounters};
+use super::transforms::{Chain, TransformSpec};
+
+pub struct SourceTaskSpec {
+    pub id: TaskId,
+    pub plugin: Arc<Plugin>,
+    pub config: Vec<(String, String)>,
+    pub transforms: Arc<Vec<TransformSpec>>,
+    pub limits: Limits,
+    pub batch_max: u32,
+    pub commit_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Why a task stopped working, for its FAILED trace.
+#[derive(Debug)]
+struct Failure(String);
+
+impl From<(String, CallError)> for Failure {
+    fn from((alias, e): (String, CallError)) -> Self {
+        Failure(format!("transform '{alias}' {e}"))
+    }
+}
+
+pub async fn run(
+    spec: SourceTaskSpec,
+    bus: Arc<Bus>,
+    offsets: FileOffsetStore,
+    status: StatusBoard,
+    counters: Arc<TaskCounters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let id = spec.id.clone();
+    match run_inner(&spec, &bus, &offsets, &status, &counters, &mut shutdown).await {
+        Ok(()) => {
+            status.set(&id.connector, id.task, State::Stopped, None);
+            tracing::info!(connector = %id.connector, task = id.task, "source task stopped");
+        }
+        Err(Failure(trace)) => {
+            status.set(&id.connector, id.task, State::Failed, Some(trace.clone()));
+            tracing::error!(connector = %id.connector, task = id.task, "source task FAILED: {trace}");
+        }
+    }
+}
+
+/// Batches handed downstream whose offsets wait for acknowledgement.
+struct Pending {
+    queue: VecDeque<(Arc<BatchAck>, BTreeMap<String, (Value, Value)>)>,
+}
+
+impl Pending {
+    /// Offsets of the acknowledged prefix, latest per partition.
+    fn take_acked(&mut self) -> Vec<(Value, Value)> {
+        let mut merged: BTreeMap<String, (Value, Value)> = BTreeMap::new();
+        while self.queue.front().is_some_and(|(ack, _)| ack.is_done()) {
+            if let Some((_, offsets)) = self.queue.pop_front() {
+                merged.extend(offsets);
+            }
+        }
+        merged.into_values().collect()
+    }
+
+    fn lost(&self) -> bool {
+        self.queue.iter().any(|(a, _)| a.is_lost())
+    }
+}
+
+fn batch_offsets(records: &[Record]) -> Result<BTreeMap<String, (Value, Value)>, Failure> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        if let Some((p, o)) = &r.source {
+            let p = canonical(p).map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
+            let o = canonical(o).map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
+            out.insert(p.to_string(), (p, o));
+        }
+    }
+    Ok(out)
+}
+
+async fn commit(
+    spec: &SourceTaskSpec,
+    inst: &mut SourceInstance,
+    pending: &mut Pending,
+    offsets: &FileOffsetStore,
+    counters: &TaskCounters,
+) -> Result<(), Failure> {
+    let acked = pending.take_acked();
+    if acked.is_empty() {
+        return Ok(());
+    }
+    offsets
+        .commit(&spec.id.connector, &acked)
+        .await
+        .map_err(|e| Failure(format!("committing offsets: {e}")))?;
+    TaskCounters::add(&counters.offsets_committed, acked.len() as u64);
+    let as_text: Vec<(String, String)> = acked.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect();
+    inst.commit(&as_text).await.map_err(|e| Failure(format!("commit: {e}")))
+}
+
+async fn run_inner(
+    spec: &SourceTaskSpec,
+    bus: &Bus,
+    offsets: &FileOffsetStore,
+    status: &StatusBoard,
+    counters: &TaskCounters,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let id = &spec.id;
+    let mut inst = spec
+        .plugin
+        .source(id.clone(), spec.limits.clone())
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
+    let mut chain = Chain::open(&spec.transforms, id, &spec.limits).await?;
+    let stored = offsets.load(&id.connector).await;
+    inst.open(&spec.config, &stored)
+        .await
+        .map_err(|e| Failure(format!("open: {e}")))?;
+    status.set(&id.connector, id.task, State::Running, None);
+    tracing::info!(connector = %id.connector, task = id.task, resumed_partitions = stored.len(), "source task running");
+
+    let mut pending = Pending { queue: VecDeque::new() };
+    let mut last_commit = Instant::now();
+    let mut backoff = Backoff::default();
+    while !*shutdown.borrow() {
+        let records = match inst.poll(spec.batch_max).await {
+            Ok(r) => {
+                backoff.reset();
+                r
+            }
+            Err(CallError::Retriable(m)) => {
+                tracing::warn!(connector = %id.connector, task = id.task, "poll failed, will retry: {m}");
+                backoff.wait(shutdown).await;
+                continue;
+            }
+            Err(e) => return Err(Failure(format!("poll: {e}"))),
+        };
+        if records.is_empty() {
+            idle(shutdown, Duration::from_millis(20)).await;
+        } else {
+            TaskCounters::add(&counters.records_in, records.len() as u64);
+            TaskCounters::add(&counters.batches, 1);
+            // Offsets come from what was polled, so records a transform drops
+            // still move the offset forward.
+            let batch_offsets = batch_offsets(&records)?;
+            let out = if chain.is_empty() { records } else { chain.apply(records).await? };
+            TaskCounters::add(&counters.records_out, out.len() as u64);
+            let ack = bus.publish(out).await;
+            pending.queue.push_back((ack, batch_offsets));
+        }
+        if pending.lost() {
+            return Err(Failure("a downstream sink task failed; uncommitted records will be re-read on restart".into()));
+        }
+        if last_commit.elapsed() >= spec.commit_interval {
+            commit(spec, &mut inst, &mut pending, offsets, counters).await?;
+            last_commit = Instant::now();
+        }
+    }
+
+    // Graceful stop: wait (bounded) for downstream acks, then commit what is acked.
+    let deadline = Instant::now() + spec.shutdown_timeout;
+    while pending.queue.iter().any(|(a, _)| !a.is_done() && !a.is_lost()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    commit(spec, &mut inst, &mut pending, offsets, counters).await?;
+    if !pending.queue.is_empty() {
+        tracing::warn!(connector = %id.connector, task = id.task, batches = pending.queue.len(), "stopping with unacknowledged batches; they will be re-read");
+    }
+    inst.close().await.map_err(|e| Failure(format!("close: {e}")))?;
+    Ok(())
+}
+
+/// Sleeps unless shutdown is signalled first.
+pub async fn idle(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Exponential backoff with jitter for retriable plugin errors.
+#[derive(Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) {
+        let base = 100u64.saturating_mul(1 << self.attempt.min(7)).min(10_000);
+        let jitter = rand::random::<u64>() % (base / 2 + 1);
+        self.attempt += 1;
+        idle(shutdown, Duration::from_millis(base / 2 + jitter)).await;
+    }
+}
