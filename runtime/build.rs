@@ -15,7 +15,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm"));
 
-    for p in ["sdk", "records", "plugins", "Cargo.toml", "Cargo.lock"] {
+    for p in ["sdk", "records", "plugins", "testing", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", connectors.join(p).display());
     }
     println!("cargo:rerun-if-changed={}", manifest_dir.join("../wit").display());

@@ -14,7 +14,7 @@ fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut errors = Vec::new();
     for p in paths {
         match load_file(p) {
-            Ok(c) => configs.push(c),
+            Ok(c) => configs.extend(c),
             Err(e) => errors.push(e.to_string()),
         }
     }

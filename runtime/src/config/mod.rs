@@ -76,15 +76,35 @@ impl ConnectorConfig {
     }
 }
 
-/// Reads one YAML file: either Connect's `{name, config: {...}}` shape or a
-/// flat document with `name` beside the config keys.
-pub fn load_file(path: &Path) -> Result<ConnectorConfig, ConfigError> {
+/// Reads one YAML file of one or more documents (separated by `---`), each
+/// either Connect's `{name, config: {...}}` shape or a flat document with
+/// `name` beside the config keys.
+pub fn load_file(path: &Path) -> Result<Vec<ConnectorConfig>, ConfigError> {
+    use serde::Deserialize;
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    parse(&text, &file, path.parent())
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let value = serde_yaml::Value::deserialize(doc).map_err(|e| ConfigError::Yaml {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let label = if i == 0 { file.clone() } else { format!("{file} (document {})", i + 1) };
+        out.push(from_value(value, &label, path.parent())?);
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Shape {
+            file,
+            message: "no connector in this file".into(),
+        });
+    }
+    Ok(out)
 }
 
 /// Parses YAML text; `base` resolves relative `${file:...}` paths.
@@ -93,6 +113,10 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<ConnectorCon
         file: file.to_string(),
         message: e.to_string(),
     })?;
+    from_value(doc, file, base)
+}
+
+fn from_value(doc: serde_yaml::Value, file: &str, base: Option<&Path>) -> Result<ConnectorConfig, ConfigError> {
     let serde_yaml::Value::Mapping(mut top) = doc else {
         return Err(ConfigError::Shape {
             file: file.to_string(),

@@ -40,7 +40,24 @@ impl CallError {
         if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
             return CallError::Timeout(std::time::Duration::ZERO);
         }
-        CallError::Trap(format!("{e:#}"))
+        // The first line of a trap is its cause; the wasm backtrace after it
+        // goes to the debug log rather than the task's status.
+        let full = format!("{e:#}");
+        tracing::debug!(connector = %store.data().id.connector, task = store.data().id.task, "trap: {full}");
+        let mut reason = e
+            .downcast_ref::<wasmtime::Trap>()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| full.lines().next().unwrap_or_default().to_string());
+        let said: Vec<String> = store
+            .data()
+            .recent_stderr
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        if !said.is_empty() {
+            reason = format!("{reason}; plugin stderr: {}", said.join(" | "));
+        }
+        CallError::Trap(reason)
     }
 }
 

@@ -10,7 +10,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
-use super::stdio::LogStream;
+use super::stdio::{LogStream, RecentLines};
 
 /// Which task an instance serves; every log line and metric carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +88,8 @@ impl ResourceLimiter for Limiter {
 
 pub struct HostState {
     pub id: TaskId,
+    /// The plugin's last stderr lines, quoted when it traps.
+    pub recent_stderr: RecentLines,
     pub metrics: Arc<PluginMetrics>,
     pub limiter: Limiter,
     wasi: WasiCtx,
@@ -111,13 +113,15 @@ impl HostState {
         }
         // Nothing ambient: no preopened dirs, env, args or sockets. Output
         // streams go to tracing, tagged with the task.
-        b.stdout(LogStream::new(id.clone(), "stdout"))
-            .stderr(LogStream::new(id.clone(), "stderr"))
+        let recent_stderr = RecentLines::default();
+        b.stdout(LogStream::new(id.clone(), "stdout", None))
+            .stderr(LogStream::new(id.clone(), "stderr", Some(recent_stderr.clone())))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
         Ok(HostState {
+            recent_stderr,
             id,
             metrics,
             limiter: Limiter {

@@ -4,6 +4,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -13,15 +16,22 @@ use super::state::TaskId;
 /// buffer without bound.
 const MAX_LINE: usize = 8 * 1024;
 
+/// The last few lines a plugin wrote, kept so a trap's report can quote the
+/// plugin's own last words (a Rust panic message goes to stderr, then aborts).
+pub type RecentLines = Arc<Mutex<VecDeque<String>>>;
+
+const RECENT_LINES: usize = 4;
+
 #[derive(Clone)]
 pub struct LogStream {
     id: TaskId,
     stream: &'static str,
+    recent: Option<RecentLines>,
 }
 
 impl LogStream {
-    pub fn new(id: TaskId, stream: &'static str) -> Self {
-        LogStream { id, stream }
+    pub fn new(id: TaskId, stream: &'static str, recent: Option<RecentLines>) -> Self {
+        LogStream { id, stream, recent }
     }
 }
 
@@ -56,6 +66,12 @@ impl LineWriter {
                 stream = self.out.stream,
                 "plugin: {text}"
             );
+            if let Some(Ok(mut recent)) = self.out.recent.as_ref().map(|r| r.lock()) {
+                if recent.len() == RECENT_LINES {
+                    recent.pop_front();
+                }
+                recent.push_back(text.to_string());
+            }
         }
         self.line.clear();
     }

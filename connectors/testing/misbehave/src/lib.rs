@@ -7,6 +7,7 @@ use wharf_sdk::{Config, ConfigKey, Error, Plugin, Record, Result, Source};
 pub struct Misbehave {
     mode: String,
     topic: String,
+    path: String,
     seq: u64,
     hoard: Vec<Vec<u8>>,
 }
@@ -29,7 +30,7 @@ impl Plugin for Misbehave {
 
 impl Source for Misbehave {
     fn open(config: &Config, _offsets: Vec<(String, String)>) -> Result<Self> {
-        Ok(Misbehave { mode: config.string("mode")?, topic: config.string("topic")?, seq: 0, hoard: Vec::new() })
+        Ok(Misbehave { mode: config.string("mode")?, topic: config.string("topic")?, path: config.string("path")?, seq: 0, hoard: Vec::new() })
     }
 
     fn poll(&mut self, _max: u32, out: &mut Vec<Record>) -> Result<()> {
@@ -45,8 +46,8 @@ impl Source for Misbehave {
                 self.hoard.push(vec![1u8; 16 << 20]);
             },
             "open-file" => {
-                let path = std::env::var("MISBEHAVE_PATH").unwrap_or_else(|_| "/etc/passwd".into());
-                match std::fs::read(&path) {
+                let path = &self.path;
+                match std::fs::read(path) {
                     Ok(b) => return Err(Error::Fatal(format!("sandbox escape: read {} bytes of {path}", b.len()))),
                     Err(e) => return Err(Error::Fatal(format!("cannot open {path}: {e}"))),
                 }
