@@ -2,15 +2,8 @@
 
 use std::path::PathBuf;
 
-use wharf::plugin::{ConfigKey, PluginHost, PluginKind, Validator};
+use wharf::plugin::{world_name as world, ConfigKey, PluginHost, Validator};
 
-fn world(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Source => "source",
-        PluginKind::Sink => "sink",
-        PluginKind::Transform => "transform",
-    }
-}
 
 fn describe_key(k: &ConfigKey) -> String {
     let default = k.default_value.as_deref().map_or("(required)".to_string(), |d| format!("default '{d}'"));

@@ -29,7 +29,13 @@ pub async fn validate(paths: &[PathBuf], cache: Option<PathBuf>) -> anyhow::Resu
     let host = PluginHost::new(cache)?;
     let prepared = worker::prepare_all(&host, &configs).await?;
     for p in prepared {
-        println!("{}: connector '{}' ({} {:?}) is valid", p.config.origin, p.config.name, p.plugin.info.name, p.plugin.kind());
+        println!(
+            "{}: connector '{}' ({} {}) is valid",
+            p.config.origin,
+            p.config.name,
+            p.plugin.info.name,
+            wharf::plugin::world_name(p.plugin.kind())
+        );
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub enum PluginError {
     Compile { plugin: String, reason: String },
     #[error("plugin '{plugin}' does not implement a Wharf world (source, sink or transform of wharf:connector@0.1.0): {reason}")]
     NotAPlugin { plugin: String, reason: String },
-    #[error("plugin '{plugin}' is a {actual:?}, but is used here as a {wanted:?}")]
+    #[error("plugin '{plugin}' is a {}, but is used here as a {}", world_name(*.actual), world_name(*.wanted))]
     WrongKind {
         plugin: String,
         wanted: PluginKind,
@@ -239,6 +239,15 @@ impl PluginHost {
         plugin.info = info;
         plugin.spec = spec;
         Ok(plugin)
+    }
+}
+
+/// The WIT world name of a plugin kind.
+pub fn world_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Source => "source",
+        PluginKind::Sink => "sink",
+        PluginKind::Transform => "transform",
     }
 }
 

@@ -45,7 +45,7 @@ pub async fn specs(host: &PluginHost, c: &ConnectorConfig) -> Result<Vec<Transfo
         if plugin.kind() != PluginKind::Transform {
             return Err(WorkerError::Config(c.key_error(
                 &type_key,
-                format!("'{class}' is a {:?} plugin, not a transform", plugin.kind()),
+                format!("'{class}' is a {} plugin, not a transform", crate::plugin::world_name(plugin.kind())),
             )));
         }
         let config = c
