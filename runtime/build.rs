@@ -7,7 +7,8 @@ use std::process::Command;
 use std::{env, fs};
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let connectors = manifest_dir.join("../connectors");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: the wasm build shares <target>.
@@ -15,18 +16,35 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm"));
 
-    for p in ["sdk", "records", "plugins", "testing", "Cargo.toml", "Cargo.lock"] {
+    for p in [
+        "sdk",
+        "records",
+        "plugins",
+        "testing",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", connectors.join(p).display());
     }
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("../wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../wit").display()
+    );
     println!("cargo:rerun-if-env-changed=WHARF_WASM_TARGET_DIR");
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--workspace", "--manifest-path"])
-        .arg(connectors.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--workspace",
+        "--manifest-path",
+    ])
+    .arg(connectors.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     // The outer build's flags and wrappers (clippy, coverage, host RUSTFLAGS)
     // are for native code; they must not leak into the guest build.
     for var in [
@@ -41,7 +59,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo for the wasm plugins: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("could not run cargo for the wasm plugins: {e}"));
     if !status.success() {
         panic!(
             "building the wasm plugins failed (is the target installed? `rustup target add wasm32-wasip2`)"
@@ -53,12 +73,18 @@ fn main() {
     let mut plugins: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(connectors.join("plugins")).expect("connectors/plugins exists") {
         let dir = entry.expect("readable plugins dir").path();
-        let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if !dir.join("Cargo.toml").is_file() {
             continue;
         }
         let file = wasm_dir.join(format!("wharf_{}.wasm", name.replace('-', "_")));
-        assert!(file.is_file(), "plugin {name}: {} was not built", file.display());
+        assert!(
+            file.is_file(),
+            "plugin {name}: {} was not built",
+            file.display()
+        );
         plugins.push((name.to_string(), file));
     }
     plugins.sort();
@@ -67,12 +93,18 @@ fn main() {
          pub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
     );
     for (name, file) in &plugins {
-        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", abs(file)));
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            abs(file)
+        ));
     }
     code.push_str("];\n");
     fs::write(out_dir.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
 }
 
 fn abs(p: &Path) -> String {
-    fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }

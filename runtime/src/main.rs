@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "Kafka Connect-compatible connectors as WebAssembly components")]
+#[command(
+    name = "wharf",
+    version,
+    about = "Kafka Connect-compatible connectors as WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,9 +125,13 @@ fn main() -> anyhow::Result<()> {
             } => cli::run::run(&configs, &offsets, cache.dir(), progress).await,
             Command::Validate { configs, cache } => cli::run::validate(&configs, cache.dir()).await,
             Command::Plugin { command } => match command {
-                PluginCommand::New { name, kind, dir } => cli::scaffold::new_plugin(&name, kind, &dir),
+                PluginCommand::New { name, kind, dir } => {
+                    cli::scaffold::new_plugin(&name, kind, &dir)
+                }
                 PluginCommand::Build { dir } => cli::scaffold::build(&dir).map(|_| ()),
-                PluginCommand::Inspect { file, cache } => cli::inspect::inspect(&file, cache.dir()).await,
+                PluginCommand::Inspect { file, cache } => {
+                    cli::inspect::inspect(&file, cache.dir()).await
+                }
                 PluginCommand::List { cache } => cli::inspect::list(cache.dir()).await,
             },
         }

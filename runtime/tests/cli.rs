@@ -71,17 +71,36 @@ fn bad_configs_are_reported_by_file_and_key_and_start_nothing() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{cmd} {file} should fail");
             for e in *expect {
-                assert!(stderr.contains(e), "{cmd} {file}: stderr lacks '{e}':\n{stderr}");
+                assert!(
+                    stderr.contains(e),
+                    "{cmd} {file}: stderr lacks '{e}':\n{stderr}"
+                );
             }
         }
-        assert!(!dir.join(".wharf").exists(), "{file}: something was started");
-        assert!(!dir.join("out.jsonl").exists(), "{file}: the sink was opened");
+        assert!(
+            !dir.join(".wharf").exists(),
+            "{file}: something was started"
+        );
+        assert!(
+            !dir.join("out.jsonl").exists(),
+            "{file}: the sink was opened"
+        );
     }
     // A good config validates.
-    std::fs::write(dir.join("good.yaml"), "name: ok\nconfig:\n  connector.class: datagen\n").expect("write");
+    std::fs::write(
+        dir.join("good.yaml"),
+        "name: ok\nconfig:\n  connector.class: datagen\n",
+    )
+    .expect("write");
     let out = wharf(&dir, &["validate", "good.yaml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("connector 'ok' (datagen source) is valid"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("connector 'ok' (datagen source) is valid")
+    );
 }
 
 const PIPELINE: &str = "name: gen
@@ -107,25 +126,36 @@ fn read_output(path: &Path) -> std::collections::BTreeMap<u64, Vec<u64>> {
     for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         let p = v["partition"].as_u64().expect("partition");
-        out.entry(p).or_default().push(v["seq"].as_u64().expect("seq"));
+        out.entry(p)
+            .or_default()
+            .push(v["seq"].as_u64().expect("seq"));
     }
     out
 }
 
 fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
     let start = Instant::now();
     while lines(path) < n {
-        assert!(start.elapsed() < limit, "only {} of {n} lines after {limit:?}", lines(path));
+        assert!(
+            start.elapsed() < limit,
+            "only {} of {n} lines after {limit:?}",
+            lines(path)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(ok.success());
 }
 
@@ -155,7 +185,10 @@ fn restart_resumes_from_stored_offsets_without_gaps() {
         if done {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "run never finished");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "run never finished"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     signal(&child, "-INT");
@@ -167,10 +200,17 @@ fn restart_resumes_from_stored_offsets_without_gaps() {
         let mut sorted = seqs.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted, (0..6000).collect::<Vec<_>>(), "partition {p} has a gap");
+        assert_eq!(
+            sorted,
+            (0..6000).collect::<Vec<_>>(),
+            "partition {p} has a gap"
+        );
         duplicates += seqs.len() - sorted.len();
         // Per partition, the file is in order apart from replays after a crash.
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1 || w[1] <= w[0]), "partition {p} out of order");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1 || w[1] <= w[0]),
+            "partition {p} out of order"
+        );
     }
     eprintln!("no gaps in 4 partitions x 6000 records; {duplicates} duplicates after 2 crashes");
 }
@@ -179,7 +219,11 @@ fn restart_resumes_from_stored_offsets_without_gaps() {
 fn scaffolded_plugin_builds_and_inspects() {
     let dir = tempdir("scaffold");
     let out = wharf(&dir, &["plugin", "new", "shout", "--kind", "transform"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Share one target dir across runs so the SDK's dependencies compile once.
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -191,14 +235,25 @@ fn scaffolded_plugin_builds_and_inspects() {
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .expect("build");
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let wasm = String::from_utf8_lossy(&built.stdout).trim().to_string();
     assert!(wasm.ends_with("shout.wasm"), "{wasm}");
     let inspected = wharf(&dir, &["plugin", "inspect", &wasm]);
     let text = String::from_utf8_lossy(&inspected.stdout);
-    assert!(inspected.status.success(), "{}", String::from_utf8_lossy(&inspected.stderr));
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
     assert!(text.contains("plugin:      shout"), "{text}");
-    assert!(text.contains("world:       wharf:connector/transform@0.1.0"), "{text}");
+    assert!(
+        text.contains("world:       wharf:connector/transform@0.1.0"),
+        "{text}"
+    );
     assert!(text.contains("topic"), "{text}");
     // And the built plugin works as a transform in a real run.
     std::fs::write(

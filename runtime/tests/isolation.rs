@@ -37,7 +37,9 @@ async fn each_misbehaviour_fails_only_its_task() {
     for (name, mode, _) in cases {
         configs.push(parse(&misbehaving(name, mode), "bad.yaml", None).expect("config"));
     }
-    let prepared = worker::prepare_all(&host, &configs).await.expect("valid configs");
+    let prepared = worker::prepare_all(&host, &configs)
+        .await
+        .expect("valid configs");
     let offsets = FileOffsetStore::open(&dir.join("offsets.json")).expect("offsets");
     let running = worker::start(prepared, offsets).await.expect("start");
     let status = running.status.clone();
@@ -45,14 +47,19 @@ async fn each_misbehaviour_fails_only_its_task() {
     let started = Instant::now();
     loop {
         let snap = status.snapshot();
-        let failed = snap.iter().filter(|(_, _, s, _)| s.state == State::Failed).count();
+        let failed = snap
+            .iter()
+            .filter(|(_, _, s, _)| s.state == State::Failed)
+            .count();
         if failed == cases.len() {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "not all misbehaving tasks failed in time: {:?}",
-            snap.iter().map(|(c, _, s, _)| (c.clone(), s.clone())).collect::<Vec<_>>()
+            snap.iter()
+                .map(|(c, _, s, _)| (c.clone(), s.clone()))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -61,7 +68,10 @@ async fn each_misbehaviour_fails_only_its_task() {
         assert_eq!(s.state, State::Failed, "{name}");
         let trace = s.trace.unwrap_or_default();
         eprintln!("{name}: {trace}");
-        assert!(trace.contains(reason), "{name}: trace '{trace}' should mention '{reason}'");
+        assert!(
+            trace.contains(reason),
+            "{name}: trace '{trace}' should mention '{reason}'"
+        );
     }
     // The healthy connector is still running and still producing.
     let healthy = |status: &worker::StatusBoard| {
@@ -77,7 +87,10 @@ async fn each_misbehaviour_fails_only_its_task() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (state, after) = healthy(&status);
     assert_eq!(state, State::Running);
-    assert!(after > before, "healthy connector stopped producing ({before} -> {after})");
+    assert!(
+        after > before,
+        "healthy connector stopped producing ({before} -> {after})"
+    );
     running.stop().await;
 }
 
@@ -106,26 +119,48 @@ async fn a_granted_directory_is_the_only_one_visible() {
     .expect("config");
     // The misbehaving plugin may not read a file in the directory granted to the others.
     let nosy = parse(
-        &misbehaving("nosy", "open-file").replace("mode: open-file", &format!("mode: open-file\n  path: {}/in.jsonl", dir.display())),
+        &misbehaving("nosy", "open-file").replace(
+            "mode: open-file",
+            &format!("mode: open-file\n  path: {}/in.jsonl", dir.display()),
+        ),
         "n.yaml",
         None,
     )
     .expect("config");
-    let prepared = worker::prepare_all(&host, &[source, sink, nosy]).await.expect("valid");
-    let running = worker::start(prepared, FileOffsetStore::open(&dir.join("o.json")).expect("offsets"))
+    let prepared = worker::prepare_all(&host, &[source, sink, nosy])
         .await
-        .expect("start");
+        .expect("valid");
+    let running = worker::start(
+        prepared,
+        FileOffsetStore::open(&dir.join("o.json")).expect("offsets"),
+    )
+    .await
+    .expect("start");
     let started = Instant::now();
-    while std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default().lines().count() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "file-sink never wrote the lines");
+    while std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "file-sink never wrote the lines"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let nosy = running.status.task("nosy", 0).expect("nosy task");
     assert_eq!(nosy.state, State::Failed);
     let trace = nosy.trace.unwrap_or_default();
-    assert!(trace.contains(&format!("cannot open {}/in.jsonl", dir.display())), "{trace}");
+    assert!(
+        trace.contains(&format!("cannot open {}/in.jsonl", dir.display())),
+        "{trace}"
+    );
     running.stop().await;
-    assert_eq!(std::fs::read_to_string(dir.join("out.jsonl")).expect("out"), "{\"a\":1}\n{\"a\":2}\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.jsonl")).expect("out"),
+        "{\"a\":1}\n{\"a\":2}\n"
+    );
 }
 
 #[tokio::test]
@@ -141,7 +176,11 @@ async fn compiled_components_are_cached_on_disk() {
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("wharf-{tag}-{}-{}", std::process::id(), rand_suffix()));
+    let d = std::env::temp_dir().join(format!(
+        "wharf-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&d).expect("tempdir");
     d
 }

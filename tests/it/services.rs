@@ -24,7 +24,10 @@ async fn kafka_creates_topic_produces_and_consumes() -> anyhow::Result<()> {
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let created = admin
-        .create_topics(&[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))], &opts)
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &opts,
+        )
         .await?;
     for r in created {
         r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
@@ -73,8 +76,14 @@ async fn kafka_creates_topic_produces_and_consumes() -> anyhow::Result<()> {
         let value = std::str::from_utf8(msg.payload().unwrap_or_default())?;
         let v: serde_json::Value = serde_json::from_str(value)?;
         let seq = v["seq"].as_u64().context("seq missing")? as usize;
-        ensure!(msg.partition() == (seq % 3) as i32, "record {seq} on wrong partition");
-        ensure!(msg.key() == Some(format!("k{seq}").as_bytes()), "key mismatch at {seq}");
+        ensure!(
+            msg.partition() == (seq % 3) as i32,
+            "record {seq} on wrong partition"
+        );
+        ensure!(
+            msg.key() == Some(format!("k{seq}").as_bytes()),
+            "key mismatch at {seq}"
+        );
         ensure!(!seen[seq], "record {seq} consumed twice");
         seen[seq] = true;
         got += 1;
@@ -135,7 +144,10 @@ async fn postgres_logical_slot_streams_pgoutput_changes() -> anyhow::Result<()> 
         let count = |k: char| kinds.iter().filter(|&&c| c == k).count();
         // A multi-statement simple query runs as one implicit transaction:
         // the explicit insert transaction, then update+delete together.
-        ensure!(count('B') == 2 && count('C') == 2, "expected 2 transactions: {kinds:?}");
+        ensure!(
+            count('B') == 2 && count('C') == 2,
+            "expected 2 transactions: {kinds:?}"
+        );
         ensure!(count('R') >= 1, "no Relation message: {kinds:?}");
         ensure!(count('I') == 3, "expected 3 inserts: {kinds:?}");
         ensure!(count('U') == 1, "expected 1 update: {kinds:?}");
@@ -148,7 +160,10 @@ async fn postgres_logical_slot_streams_pgoutput_changes() -> anyhow::Result<()> 
             .find(|d| d.first() == Some(&b'R'))
             .context("no relation")?;
         let names = String::from_utf8_lossy(&rel[5..]);
-        ensure!(names.contains(&table), "relation message does not name {table}");
+        ensure!(
+            names.contains(&table),
+            "relation message does not name {table}"
+        );
         anyhow::Ok(())
     }
     .await;
@@ -230,7 +245,12 @@ async fn s3_multipart_put_list_and_get() -> anyhow::Result<()> {
 
     let got = s3.get_object().bucket(&bucket).key(key).send().await?;
     let bytes = got.body.collect().await?.into_bytes();
-    ensure!(bytes.len() == body.len(), "size {} != {}", bytes.len(), body.len());
+    ensure!(
+        bytes.len() == body.len(),
+        "size {} != {}",
+        bytes.len(),
+        body.len()
+    );
     ensure!(bytes.as_ref() == body.as_slice(), "content differs");
 
     s3.delete_object().bucket(&bucket).key(key).send().await?;
@@ -258,10 +278,20 @@ async fn opensearch_bulk_indexes_and_searches() -> anyhow::Result<()> {
         .refresh(elasticsearch::params::Refresh::True)
         .send()
         .await?;
-    ensure!(resp.status_code().is_success(), "bulk HTTP {}", resp.status_code());
+    ensure!(
+        resp.status_code().is_success(),
+        "bulk HTTP {}",
+        resp.status_code()
+    );
     let result: serde_json::Value = resp.json().await?;
-    ensure!(result["errors"] == json!(false), "bulk item errors: {result}");
-    ensure!(result["items"].as_array().map(Vec::len) == Some(200), "bulk item count");
+    ensure!(
+        result["errors"] == json!(false),
+        "bulk item errors: {result}"
+    );
+    ensure!(
+        result["items"].as_array().map(Vec::len) == Some(200),
+        "bulk item count"
+    );
 
     let resp = es
         .search(SearchParts::Index(&[&index]))
@@ -269,7 +299,10 @@ async fn opensearch_bulk_indexes_and_searches() -> anyhow::Result<()> {
         .send()
         .await?;
     let found: serde_json::Value = resp.json().await?;
-    ensure!(found["hits"]["total"]["value"] == json!(50), "search result {found}");
+    ensure!(
+        found["hits"]["total"]["value"] == json!(50),
+        "search result {found}"
+    );
 
     es.indices()
         .delete(IndicesDeleteParts::Index(&[&index]))

@@ -40,7 +40,10 @@ impl Record {
                 .iter()
                 .map(|(k, v)| 8 + k.len() + v.len())
                 .sum::<usize>()
-            + self.source.as_ref().map_or(0, |(p, o)| 8 + p.len() + o.len())
+            + self
+                .source
+                .as_ref()
+                .map_or(0, |(p, o)| 8 + p.len() + o.len())
     }
 }
 
@@ -61,7 +64,11 @@ pub struct DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed record batch at record {}: {}", self.record, self.reason)
+        write!(
+            f,
+            "malformed record batch at record {}: {}",
+            self.record, self.reason
+        )
     }
 }
 
@@ -158,7 +165,10 @@ pub fn decode(count: u32, data: &[u8]) -> Result<Vec<Record>, DecodeError> {
     let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut r = Reader { data, pos: 0 };
     for i in 0..count as usize {
-        out.push(r.record().map_err(|reason| DecodeError { record: i, reason })?);
+        out.push(
+            r.record()
+                .map_err(|reason| DecodeError { record: i, reason })?,
+        );
     }
     if r.pos != data.len() {
         return Err(DecodeError {
@@ -267,7 +277,11 @@ mod tests {
             offset: if i % 2 == 0 { Some(i * 10) } else { None },
             timestamp: Some(1_700_000_000_000 + i),
             key: Some(vec![i as u8; 3]),
-            value: if i % 3 == 0 { None } else { Some(b"{\"a\":1}".to_vec()) },
+            value: if i % 3 == 0 {
+                None
+            } else {
+                Some(b"{\"a\":1}".to_vec())
+            },
             headers: vec![("h".into(), vec![1, 2]), ("g".into(), vec![])],
             source: Some(("{\"p\":0}".into(), format!("{{\"seq\":{i}}}"))),
         }
@@ -278,7 +292,10 @@ mod tests {
         let records: Vec<Record> = (0..50).map(sample).chain([Record::default()]).collect();
         let (n, buf) = encode(&records);
         assert_eq!(n, 51);
-        assert_eq!(buf.len(), records.iter().map(Record::encoded_len).sum::<usize>());
+        assert_eq!(
+            buf.len(),
+            records.iter().map(Record::encoded_len).sum::<usize>()
+        );
         assert_eq!(decode(n, &buf).unwrap(), records);
     }
 

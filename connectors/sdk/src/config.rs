@@ -93,8 +93,9 @@ impl ConfigKey {
         self.range(Some(min), None)
     }
     pub fn one_of(mut self, values: &[&str]) -> Self {
-        self.validators
-            .push(Validator::OneOf(values.iter().map(|s| s.to_string()).collect()));
+        self.validators.push(Validator::OneOf(
+            values.iter().map(|s| s.to_string()).collect(),
+        ));
         self
     }
     pub fn non_empty(mut self) -> Self {

@@ -12,7 +12,9 @@ thread_local! {
     static TASK: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-fn with_task<T: 'static, R>(f: impl FnOnce(&mut T) -> Result<R, Error>) -> Result<R, t::PluginError> {
+fn with_task<T: 'static, R>(
+    f: impl FnOnce(&mut T) -> Result<R, Error>,
+) -> Result<R, t::PluginError> {
     TASK.with(|slot| {
         let mut slot = slot.borrow_mut();
         let task = slot
@@ -103,14 +105,21 @@ fn batch_of(records: &[crate::Record]) -> t::Batch {
 }
 
 fn records_of(batch: t::Batch) -> Result<Vec<crate::Record>, t::PluginError> {
-    wharf_records::decode(batch.count, &batch.data).map_err(|e| t::PluginError::Fatal(e.to_string()))
+    wharf_records::decode(batch.count, &batch.data)
+        .map_err(|e| t::PluginError::Fatal(e.to_string()))
 }
 
-pub fn source_task_configs<S: Source>(config: t::Config, max: u32) -> Result<Vec<t::Config>, t::PluginError> {
+pub fn source_task_configs<S: Source>(
+    config: t::Config,
+    max: u32,
+) -> Result<Vec<t::Config>, t::PluginError> {
     split(S::task_configs(&config_of::<S>(config), max))
 }
 
-pub fn source_open<S: Source>(config: t::Config, offsets: Vec<(String, String)>) -> Result<(), t::PluginError> {
+pub fn source_open<S: Source>(
+    config: t::Config,
+    offsets: Vec<(String, String)>,
+) -> Result<(), t::PluginError> {
     let task = S::open(&config_of::<S>(config), offsets).map_err(to_wit_error)?;
     set_task(task);
     Ok(())
@@ -130,14 +139,21 @@ pub fn source_commit<S: Source>(offsets: Vec<(String, String)>) -> Result<(), t:
 
 pub fn close<T: 'static>(f: impl FnOnce(&mut T)) {
     TASK.with(|slot| {
-        if let Some(task) = slot.borrow_mut().as_mut().and_then(|b| b.downcast_mut::<T>()) {
+        if let Some(task) = slot
+            .borrow_mut()
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<T>())
+        {
             f(task);
         }
         *slot.borrow_mut() = None;
     });
 }
 
-pub fn sink_task_configs<S: Sink>(config: t::Config, max: u32) -> Result<Vec<t::Config>, t::PluginError> {
+pub fn sink_task_configs<S: Sink>(
+    config: t::Config,
+    max: u32,
+) -> Result<Vec<t::Config>, t::PluginError> {
     split(S::task_configs(&config_of::<S>(config), max))
 }
 

@@ -25,7 +25,8 @@ pub fn payload(v: &Value) -> &Value {
 }
 
 pub fn payload_mut(v: &mut Value) -> &mut Value {
-    let is_envelope = matches!(v, Value::Object(m) if m.contains_key("schema") && m.contains_key("payload"));
+    let is_envelope =
+        matches!(v, Value::Object(m) if m.contains_key("schema") && m.contains_key("payload"));
     if is_envelope {
         &mut v["payload"]
     } else {

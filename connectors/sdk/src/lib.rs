@@ -21,9 +21,9 @@
 //! ```
 
 mod config;
-pub mod json;
 #[doc(hidden)]
 pub mod glue;
+pub mod json;
 
 pub use config::{
     validate_against, Config, ConfigError, ConfigKey, ConfigType, Importance, Validator,

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use wharf::plugin::{world_name as world, ConfigKey, PluginHost, Validator};
 
-
 fn describe_key(k: &ConfigKey) -> String {
-    let default = k.default_value.as_deref().map_or("(required)".to_string(), |d| format!("default '{d}'"));
+    let default = k
+        .default_value
+        .as_deref()
+        .map_or("(required)".to_string(), |d| format!("default '{d}'"));
     let checks: Vec<String> = k
         .validators
         .iter()
@@ -27,7 +29,11 @@ fn describe_key(k: &ConfigKey) -> String {
         default,
         format!("{:?}", k.importance).to_lowercase(),
         k.documentation,
-        if checks.is_empty() { String::new() } else { format!(" [{}]", checks.join("; ")) }
+        if checks.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", checks.join("; "))
+        }
     )
 }
 
@@ -49,7 +55,12 @@ pub async fn list(cache: Option<PathBuf>) -> anyhow::Result<()> {
     let host = PluginHost::new(cache)?;
     for name in PluginHost::builtin_names() {
         let p = host.load(name).await?;
-        println!("{:<16} {:<10} {}", name, world(p.kind()), p.info.description);
+        println!(
+            "{:<16} {:<10} {}",
+            name,
+            world(p.kind()),
+            p.info.description
+        );
     }
     Ok(())
 }

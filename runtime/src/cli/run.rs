@@ -19,7 +19,11 @@ fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<ConnectorConfig>> {
         }
     }
     if !errors.is_empty() {
-        anyhow::bail!("{} config file(s) could not be read; nothing was started:\n  {}", errors.len(), errors.join("\n  "));
+        anyhow::bail!(
+            "{} config file(s) could not be read; nothing was started:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
     }
     Ok(configs)
 }
@@ -40,7 +44,12 @@ pub async fn validate(paths: &[PathBuf], cache: Option<PathBuf>) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn run(paths: &[PathBuf], offsets: &Path, cache: Option<PathBuf>, progress_secs: u64) -> anyhow::Result<()> {
+pub async fn run(
+    paths: &[PathBuf],
+    offsets: &Path,
+    cache: Option<PathBuf>,
+    progress_secs: u64,
+) -> anyhow::Result<()> {
     let configs = load_all(paths)?;
     let host = PluginHost::new(cache)?;
     let prepared = worker::prepare_all(&host, &configs).await?;
@@ -79,13 +88,22 @@ pub async fn run(paths: &[PathBuf], offsets: &Path, cache: Option<PathBuf>, prog
         .map(|(c, t, s, _)| format!("{c}-{t}: {}", s.trace.unwrap_or_default()))
         .collect();
     if !failed.is_empty() {
-        anyhow::bail!("{} task(s) failed:\n  {}", failed.len(), failed.join("\n  "));
+        anyhow::bail!(
+            "{} task(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
     }
     Ok(())
 }
 
 /// One line per task: state, totals and rate since the last line.
-fn print_progress(status: &worker::StatusBoard, last: &[u64], secs: u64, started: Instant) -> Vec<u64> {
+fn print_progress(
+    status: &worker::StatusBoard,
+    last: &[u64],
+    secs: u64,
+    started: Instant,
+) -> Vec<u64> {
     use std::sync::atomic::Ordering::Relaxed;
     let snap = status.snapshot();
     let mut now = Vec::with_capacity(snap.len());
@@ -99,7 +117,10 @@ fn print_progress(status: &worker::StatusBoard, last: &[u64], secs: u64, started
             c.records_in.load(Relaxed),
             out,
             c.offsets_committed.load(Relaxed),
-            s.trace.as_deref().map(|t| format!("  trace: {t}")).unwrap_or_default()
+            s.trace
+                .as_deref()
+                .map(|t| format!("  trace: {t}"))
+                .unwrap_or_default()
         );
         now.push(out);
     }

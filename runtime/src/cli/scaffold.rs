@@ -20,7 +20,9 @@ fn type_name(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut c = s.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -50,15 +52,21 @@ fn body(kind: Kind, ty: &str, name: &str) -> String {
 }
 
 pub fn new_plugin(name: &str, kind: Kind, parent: &Path) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!("plugin name '{name}' must be letters, digits, '-' or '_'");
     }
     let dir = parent.join(name);
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
-    let sdk = std::fs::canonicalize(sdk_path()).context("locating the wharf-sdk crate (set WHARF_SDK_PATH)")?;
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let sdk = std::fs::canonicalize(sdk_path())
+        .context("locating the wharf-sdk crate (set WHARF_SDK_PATH)")?;
     let manifest = format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
          # Built with `wharf plugin build`: a cdylib for wasm32-wasip2 is a component.\n\
@@ -68,7 +76,12 @@ pub fn new_plugin(name: &str, kind: Kind, parent: &Path) -> anyhow::Result<()> {
     );
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), body(kind, &type_name(name), name))?;
-    println!("created {} ({} plugin); build it with: wharf plugin build {}", dir.display(), kind_name(kind), dir.display());
+    println!(
+        "created {} ({} plugin); build it with: wharf plugin build {}",
+        dir.display(),
+        kind_name(kind),
+        dir.display()
+    );
     Ok(())
 }
 
@@ -81,13 +94,18 @@ fn kind_name(k: Kind) -> &'static str {
 }
 
 fn package_name(manifest: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
     let mut in_package = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_package = line == "[package]";
         } else if in_package {
-            if let Some(v) = line.strip_prefix("name").map(str::trim).and_then(|r| r.strip_prefix('=')) {
+            if let Some(v) = line
+                .strip_prefix("name")
+                .map(str::trim)
+                .and_then(|r| r.strip_prefix('='))
+            {
                 return Ok(v.trim().trim_matches('"').to_string());
             }
         }
@@ -100,15 +118,28 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     let name = package_name(&manifest)?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .status()
         .context("running cargo (is Rust installed?)")?;
     if !status.success() {
-        bail!("cargo build failed for {} (is the target installed? rustup target add wasm32-wasip2)", dir.display());
+        bail!(
+            "cargo build failed for {} (is the target installed? rustup target add wasm32-wasip2)",
+            dir.display()
+        );
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
-    let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let wasm = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     if !wasm.is_file() {
         bail!("cargo succeeded but {} is missing", wasm.display());
     }

@@ -24,14 +24,22 @@ pub fn flatten(v: &Value) -> Result<BTreeMap<String, String>, (String, String)> 
     Ok(out)
 }
 
-fn walk(v: &Value, prefix: String, out: &mut BTreeMap<String, String>) -> Result<(), (String, String)> {
+fn walk(
+    v: &Value,
+    prefix: String,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
     match v {
         Value::Mapping(m) => {
             for (k, child) in m {
                 let Some(k) = scalar_text(k) else {
                     return Err((prefix, "keys must be plain strings".into()));
                 };
-                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 walk(child, key, out)?;
             }
             Ok(())
@@ -41,9 +49,11 @@ fn walk(v: &Value, prefix: String, out: &mut BTreeMap<String, String>) -> Result
             for item in items {
                 match scalar_text(item) {
                     Some(s) => parts.push(s),
-                    None => {
-                        return Err((prefix, "lists may only hold plain values (they become a comma-separated string)".into()))
-                    }
+                    None => return Err((
+                        prefix,
+                        "lists may only hold plain values (they become a comma-separated string)"
+                            .into(),
+                    )),
                 }
             }
             insert(out, prefix, parts.join(","))
@@ -52,7 +62,11 @@ fn walk(v: &Value, prefix: String, out: &mut BTreeMap<String, String>) -> Result
     }
 }
 
-fn insert(out: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), (String, String)> {
+fn insert(
+    out: &mut BTreeMap<String, String>,
+    key: String,
+    value: String,
+) -> Result<(), (String, String)> {
     if out.insert(key.clone(), value).is_some() {
         return Err((key, "given twice (once nested, once flat)".into()));
     }

@@ -49,7 +49,10 @@ impl ConnectorConfig {
     }
 
     pub fn pairs(&self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The config with secret values replaced, safe to log or return.
@@ -95,7 +98,11 @@ pub fn load_file(path: &Path) -> Result<Vec<ConnectorConfig>, ConfigError> {
         if value.is_null() {
             continue;
         }
-        let label = if i == 0 { file.clone() } else { format!("{file} (document {})", i + 1) };
+        let label = if i == 0 {
+            file.clone()
+        } else {
+            format!("{file} (document {})", i + 1)
+        };
         out.push(from_value(value, &label, path.parent())?);
     }
     if out.is_empty() {
@@ -116,7 +123,11 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<ConnectorCon
     from_value(doc, file, base)
 }
 
-fn from_value(doc: serde_yaml::Value, file: &str, base: Option<&Path>) -> Result<ConnectorConfig, ConfigError> {
+fn from_value(
+    doc: serde_yaml::Value,
+    file: &str,
+    base: Option<&Path>,
+) -> Result<ConnectorConfig, ConfigError> {
     let serde_yaml::Value::Mapping(mut top) = doc else {
         return Err(ConfigError::Shape {
             file: file.to_string(),
@@ -162,11 +173,12 @@ fn from_value(doc: serde_yaml::Value, file: &str, base: Option<&Path>) -> Result
         }
         None => top,
     };
-    let raw = flatten(&serde_yaml::Value::Mapping(body)).map_err(|(key, message)| ConfigError::Key {
-        file: file.to_string(),
-        key,
-        message,
-    })?;
+    let raw =
+        flatten(&serde_yaml::Value::Mapping(body)).map_err(|(key, message)| ConfigError::Key {
+            file: file.to_string(),
+            key,
+            message,
+        })?;
     let mut config = BTreeMap::new();
     let mut secret_keys = BTreeSet::new();
     for (key, value) in raw {
@@ -233,7 +245,9 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_key() {
-        let e = parse("config: {}\n", "a.yaml", None).unwrap_err().to_string();
+        let e = parse("config: {}\n", "a.yaml", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a.yaml") && e.contains("'name'"), "{e}");
         let e = parse("name: x\nconfig:\n  a: [1, {b: 2}]\n", "b.yaml", None)
             .unwrap_err()
@@ -261,6 +275,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("'p'") && e.contains("WHARF_TEST_SURELY_UNSET"), "{e}");
+        assert!(
+            e.contains("'p'") && e.contains("WHARF_TEST_SURELY_UNSET"),
+            "{e}"
+        );
     }
 }

@@ -67,11 +67,22 @@ mod tests {
     fn file_provider_reads_properties() {
         let dir = std::env::temp_dir().join(format!("wharf-secrets-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("db.properties"), "# c\nuser=cdc\npassword = pw:1\n").unwrap();
+        std::fs::write(
+            dir.join("db.properties"),
+            "# c\nuser=cdc\npassword = pw:1\n",
+        )
+        .unwrap();
         let (v, secret) = resolve("${file:db.properties:password}", Some(&dir)).unwrap();
         assert_eq!((v.as_str(), secret), ("pw:1", true));
-        assert!(resolve("${file:db.properties:nope}", Some(&dir)).unwrap_err().contains("'nope'"));
-        assert!(resolve("${vault:x}", None).unwrap_err().contains("unknown config provider"));
-        assert_eq!(resolve("plain", None).unwrap(), ("plain".to_string(), false));
+        assert!(resolve("${file:db.properties:nope}", Some(&dir))
+            .unwrap_err()
+            .contains("'nope'"));
+        assert!(resolve("${vault:x}", None)
+            .unwrap_err()
+            .contains("unknown config provider"));
+        assert_eq!(
+            resolve("plain", None).unwrap(),
+            ("plain".to_string(), false)
+        );
     }
 }

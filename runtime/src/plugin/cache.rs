@@ -48,7 +48,11 @@ impl CompileCache {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(c);
                 }
-                Err(e) => tracing::warn!(plugin = what, "ignoring unreadable compile cache entry {}: {e}", path.display()),
+                Err(e) => tracing::warn!(
+                    plugin = what,
+                    "ignoring unreadable compile cache entry {}: {e}",
+                    path.display()
+                ),
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
@@ -59,7 +63,11 @@ impl CompileCache {
                 reason: format!("{e:#}"),
             })?;
         if let Err(e) = store(&path, &bytes) {
-            tracing::warn!(plugin = what, "could not write compile cache {}: {e}", path.display());
+            tracing::warn!(
+                plugin = what,
+                "could not write compile cache {}: {e}",
+                path.display()
+            );
         }
         // SAFETY: `bytes` was produced by `precompile_component` on this engine just above.
         unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| PluginError::Compile {

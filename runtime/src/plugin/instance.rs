@@ -136,17 +136,24 @@ impl SourceInstance {
         self.g.metrics()
     }
 
-    pub(super) async fn describe(&mut self) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
+    pub(super) async fn describe(
+        &mut self,
+    ) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
         let i = self.b.wharf_connector_source_connector();
         let info = self.g.call(async |s| i.call_info(s).await).await?;
         let spec = self.g.call(async |s| i.call_config_spec(s).await).await?;
         Ok((info, spec))
     }
 
-    pub(super) async fn validate(&mut self, config: &[(String, String)]) -> Result<Vec<types::ConfigError>, CallError> {
+    pub(super) async fn validate(
+        &mut self,
+        config: &[(String, String)],
+    ) -> Result<Vec<types::ConfigError>, CallError> {
         let i = self.b.wharf_connector_source_connector();
         let config = config.to_vec();
-        self.g.call(async |s| i.call_validate(s, &config).await).await
+        self.g
+            .call(async |s| i.call_validate(s, &config).await)
+            .await
     }
 
     pub async fn task_configs(
@@ -162,7 +169,11 @@ impl SourceInstance {
             .map_err(plugin_err)
     }
 
-    pub async fn open(&mut self, config: &[(String, String)], offsets: &[(String, String)]) -> Result<(), CallError> {
+    pub async fn open(
+        &mut self,
+        config: &[(String, String)],
+        offsets: &[(String, String)],
+    ) -> Result<(), CallError> {
         let i = self.b.wharf_connector_source_connector();
         let (config, offsets) = (config.to_vec(), offsets.to_vec());
         self.g
@@ -173,7 +184,11 @@ impl SourceInstance {
 
     pub async fn poll(&mut self, max: u32) -> Result<Vec<Record>, CallError> {
         let i = self.b.wharf_connector_source_connector();
-        let batch = self.g.call(async |s| i.call_poll(s, max).await).await?.map_err(plugin_err)?;
+        let batch = self
+            .g
+            .call(async |s| i.call_poll(s, max).await)
+            .await?
+            .map_err(plugin_err)?;
         from_batch(batch)
     }
 
@@ -213,17 +228,24 @@ impl SinkInstance {
         self.g.metrics()
     }
 
-    pub(super) async fn describe(&mut self) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
+    pub(super) async fn describe(
+        &mut self,
+    ) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
         let i = self.b.wharf_connector_sink_connector();
         let info = self.g.call(async |s| i.call_info(s).await).await?;
         let spec = self.g.call(async |s| i.call_config_spec(s).await).await?;
         Ok((info, spec))
     }
 
-    pub(super) async fn validate(&mut self, config: &[(String, String)]) -> Result<Vec<types::ConfigError>, CallError> {
+    pub(super) async fn validate(
+        &mut self,
+        config: &[(String, String)],
+    ) -> Result<Vec<types::ConfigError>, CallError> {
         let i = self.b.wharf_connector_sink_connector();
         let config = config.to_vec();
-        self.g.call(async |s| i.call_validate(s, &config).await).await
+        self.g
+            .call(async |s| i.call_validate(s, &config).await)
+            .await
     }
 
     pub async fn task_configs(
@@ -242,18 +264,27 @@ impl SinkInstance {
     pub async fn open(&mut self, config: &[(String, String)]) -> Result<(), CallError> {
         let i = self.b.wharf_connector_sink_connector();
         let config = config.to_vec();
-        self.g.call(async |s| i.call_open(s, &config).await).await?.map_err(plugin_err)
+        self.g
+            .call(async |s| i.call_open(s, &config).await)
+            .await?
+            .map_err(plugin_err)
     }
 
     pub async fn put(&mut self, records: &[Record]) -> Result<(), CallError> {
         let i = self.b.wharf_connector_sink_connector();
         let batch = to_batch(records);
-        self.g.call(async |s| i.call_put(s, &batch).await).await?.map_err(plugin_err)
+        self.g
+            .call(async |s| i.call_put(s, &batch).await)
+            .await?
+            .map_err(plugin_err)
     }
 
     pub async fn flush(&mut self) -> Result<(), CallError> {
         let i = self.b.wharf_connector_sink_connector();
-        self.g.call(async |s| i.call_flush(s).await).await?.map_err(plugin_err)
+        self.g
+            .call(async |s| i.call_flush(s).await)
+            .await?
+            .map_err(plugin_err)
     }
 
     pub async fn close(&mut self) -> Result<(), CallError> {
@@ -268,7 +299,11 @@ pub struct TransformInstance {
 }
 
 impl TransformInstance {
-    pub(super) fn new(store: Store<HostState>, b: transform::Transform, deadline_ticks: u64) -> Self {
+    pub(super) fn new(
+        store: Store<HostState>,
+        b: transform::Transform,
+        deadline_ticks: u64,
+    ) -> Self {
         TransformInstance {
             g: Guarded {
                 store,
@@ -279,29 +314,43 @@ impl TransformInstance {
         }
     }
 
-    pub(super) async fn describe(&mut self) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
+    pub(super) async fn describe(
+        &mut self,
+    ) -> Result<(types::PluginInfo, Vec<types::ConfigKey>), CallError> {
         let i = self.b.wharf_connector_record_transform();
         let info = self.g.call(async |s| i.call_info(s).await).await?;
         let spec = self.g.call(async |s| i.call_config_spec(s).await).await?;
         Ok((info, spec))
     }
 
-    pub(super) async fn validate(&mut self, config: &[(String, String)]) -> Result<Vec<types::ConfigError>, CallError> {
+    pub(super) async fn validate(
+        &mut self,
+        config: &[(String, String)],
+    ) -> Result<Vec<types::ConfigError>, CallError> {
         let i = self.b.wharf_connector_record_transform();
         let config = config.to_vec();
-        self.g.call(async |s| i.call_validate(s, &config).await).await
+        self.g
+            .call(async |s| i.call_validate(s, &config).await)
+            .await
     }
 
     pub async fn open(&mut self, config: &[(String, String)]) -> Result<(), CallError> {
         let i = self.b.wharf_connector_record_transform();
         let config = config.to_vec();
-        self.g.call(async |s| i.call_open(s, &config).await).await?.map_err(plugin_err)
+        self.g
+            .call(async |s| i.call_open(s, &config).await)
+            .await?
+            .map_err(plugin_err)
     }
 
     pub async fn apply(&mut self, records: &[Record]) -> Result<Vec<Record>, CallError> {
         let i = self.b.wharf_connector_record_transform();
         let batch = to_batch(records);
-        let out = self.g.call(async |s| i.call_apply(s, &batch).await).await?.map_err(plugin_err)?;
+        let out = self
+            .g
+            .call(async |s| i.call_apply(s, &batch).await)
+            .await?
+            .map_err(plugin_err)?;
         from_batch(out)
     }
 }

@@ -175,23 +175,25 @@ impl PluginHost {
         if let Some(p) = self.loaded.lock().ok().and_then(|m| m.get(class).cloned()) {
             return Ok(p);
         }
-        let bytes: std::borrow::Cow<'static, [u8]> =
-            match builtin::BUILTIN_PLUGINS.iter().find(|(n, _)| *n == class) {
-                Some((_, b)) => std::borrow::Cow::Borrowed(*b),
-                None if class.ends_with(".wasm") || Path::new(class).is_file() => std::fs::read(class)
-                    .map(std::borrow::Cow::Owned)
-                    .map_err(|source| PluginError::Read {
-                        plugin: class.to_string(),
-                        path: PathBuf::from(class),
-                        source,
-                    })?,
-                None => {
-                    return Err(PluginError::NotFound(
-                        class.to_string(),
-                        Self::builtin_names().join(", "),
-                    ))
-                }
-            };
+        let bytes: std::borrow::Cow<'static, [u8]> = match builtin::BUILTIN_PLUGINS
+            .iter()
+            .find(|(n, _)| *n == class)
+        {
+            Some((_, b)) => std::borrow::Cow::Borrowed(*b),
+            None if class.ends_with(".wasm") || Path::new(class).is_file() => std::fs::read(class)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|source| PluginError::Read {
+                    plugin: class.to_string(),
+                    path: PathBuf::from(class),
+                    source,
+                })?,
+            None => {
+                return Err(PluginError::NotFound(
+                    class.to_string(),
+                    Self::builtin_names().join(", "),
+                ))
+            }
+        };
         let component = self.cache.load(&self.inner.engine, class, &bytes)?;
         let plugin = Arc::new(self.link(class, &component).await?);
         if let Ok(mut m) = self.loaded.lock() {
@@ -205,7 +207,10 @@ impl PluginHost {
             plugin: class.to_string(),
             reason: format!("{e:#}"),
         };
-        let ipre = self.linker.instantiate_pre(component).map_err(not_a_plugin)?;
+        let ipre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(not_a_plugin)?;
         let pre = if let Ok(p) = bindings::source::SourcePre::new(ipre.clone()) {
             Pre::Source(p)
         } else if let Ok(p) = bindings::sink::SinkPre::new(ipre.clone()) {
@@ -322,7 +327,11 @@ impl Plugin {
         Ok(SinkInstance::new(store, b, deadline))
     }
 
-    pub async fn transform(&self, id: TaskId, limits: Limits) -> Result<TransformInstance, PluginError> {
+    pub async fn transform(
+        &self,
+        id: TaskId,
+        limits: Limits,
+    ) -> Result<TransformInstance, PluginError> {
         let Pre::Transform(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Transform));
         };
@@ -347,12 +356,21 @@ impl Plugin {
         match self.kind() {
             PluginKind::Source => self.source(id, limits).await.map_err(err)?.describe().await,
             PluginKind::Sink => self.sink(id, limits).await.map_err(err)?.describe().await,
-            PluginKind::Transform => self.transform(id, limits).await.map_err(err)?.describe().await,
+            PluginKind::Transform => {
+                self.transform(id, limits)
+                    .await
+                    .map_err(err)?
+                    .describe()
+                    .await
+            }
         }
     }
 
     /// Validates a config with the plugin's own `validate`: (key, message) pairs.
-    pub async fn validate(&self, config: &[(String, String)]) -> Result<Vec<(String, String)>, PluginError> {
+    pub async fn validate(
+        &self,
+        config: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, PluginError> {
         let id = TaskId {
             connector: format!("<validate {}>", self.class),
             task: -1,

@@ -115,7 +115,11 @@ impl HostState {
         // streams go to tracing, tagged with the task.
         let recent_stderr = RecentLines::default();
         b.stdout(LogStream::new(id.clone(), "stdout", None))
-            .stderr(LogStream::new(id.clone(), "stderr", Some(recent_stderr.clone())))
+            .stderr(LogStream::new(
+                id.clone(),
+                "stderr",
+                Some(recent_stderr.clone()),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

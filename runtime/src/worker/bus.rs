@@ -64,18 +64,32 @@ struct Subscriber {
 
 #[derive(Clone, Default)]
 pub struct Bus {
-    by_topic: HashMap<String, Vec<Subscriber>>,
+    sinks: Vec<Subscriber>,
+    /// Topic -> indices into `sinks`.
+    by_topic: HashMap<String, Vec<usize>>,
 }
+
+/// Records bound for one sink task, keyed by (sink index, task slot).
+type Parts = HashMap<(usize, usize), (mpsc::Sender<Delivery>, Vec<Record>)>;
 
 impl Bus {
     /// Creates the queues of one sink connector's tasks for its topics.
-    pub fn subscribe(&mut self, connector: &str, topics: &[String], tasks: usize) -> Vec<mpsc::Receiver<Delivery>> {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..tasks.max(1)).map(|_| mpsc::channel(SINK_QUEUE_BATCHES)).unzip();
+    pub fn subscribe(
+        &mut self,
+        connector: &str,
+        topics: &[String],
+        tasks: usize,
+    ) -> Vec<mpsc::Receiver<Delivery>> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..tasks.max(1))
+            .map(|_| mpsc::channel(SINK_QUEUE_BATCHES))
+            .unzip();
+        let index = self.sinks.len();
+        self.sinks.push(Subscriber {
+            connector: connector.to_string(),
+            tasks: txs,
+        });
         for topic in topics {
-            self.by_topic.entry(topic.clone()).or_default().push(Subscriber {
-                connector: connector.to_string(),
-                tasks: txs.clone(),
-            });
+            self.by_topic.entry(topic.clone()).or_default().push(index);
         }
         rxs
     }
@@ -88,18 +102,20 @@ impl Bus {
     /// full (backpressure). Records of topics nobody reads are dropped.
     pub async fn publish(&self, records: Vec<Record>) -> Arc<BatchAck> {
         let ack = Arc::new(BatchAck::default());
-        let mut parts: HashMap<(usize, usize, usize), (mpsc::Sender<Delivery>, Vec<Record>)> = HashMap::new();
+        let mut parts = Parts::new();
         for r in records {
-            let Some(subs) = self.by_topic.get(&r.topic) else { continue };
-            let topic_idx = self.topic_index(&r.topic);
-            for (si, sub) in subs.iter().enumerate() {
+            let Some(subs) = self.by_topic.get(&r.topic) else {
+                continue;
+            };
+            for &si in subs {
+                let sub = &self.sinks[si];
                 let n = sub.tasks.len();
                 let slot = match r.partition {
                     Some(p) => p.unsigned_abs() as usize % n,
                     None => r.key.as_deref().map_or(0, |k| fnv(k) as usize % n),
                 };
                 parts
-                    .entry((topic_idx, si, slot))
+                    .entry((si, slot))
                     .or_insert_with(|| (sub.tasks[slot].clone(), Vec::new()))
                     .1
                     .push(r.clone());
@@ -118,15 +134,16 @@ impl Bus {
         ack
     }
 
-    fn topic_index(&self, topic: &str) -> usize {
-        // Stable per topic; the exact value only separates map entries.
-        fnv(topic.as_bytes()) as usize
-    }
-
+    /// (topic, sink connectors reading it).
     pub fn subscribers(&self) -> impl Iterator<Item = (&String, Vec<&str>)> {
-        self.by_topic
-            .iter()
-            .map(|(t, subs)| (t, subs.iter().map(|s| s.connector.as_str()).collect()))
+        self.by_topic.iter().map(|(t, subs)| {
+            (
+                t,
+                subs.iter()
+                    .map(|&i| self.sinks[i].connector.as_str())
+                    .collect(),
+            )
+        })
     }
 }
 
@@ -153,7 +170,9 @@ mod tests {
         let mut bus = Bus::default();
         let mut a = bus.subscribe("a", &["t".into()], 2);
         let mut b = bus.subscribe("b", &["t".into()], 1);
-        let ack = bus.publish(vec![rec("t", 0), rec("t", 1), rec("t", 2), rec("other", 0)]).await;
+        let ack = bus
+            .publish(vec![rec("t", 0), rec("t", 1), rec("t", 2), rec("other", 0)])
+            .await;
         let a0 = a[0].recv().await.unwrap();
         let a1 = a[1].recv().await.unwrap();
         let b0 = b[0].recv().await.unwrap();

@@ -10,12 +10,22 @@ use crate::config::{ConfigError, ConnectorConfig};
 pub fn filesystem(c: &ConnectorConfig) -> Result<(ConnectorConfig, Vec<PathBuf>), ConfigError> {
     let mut c = c.clone();
     let mut dirs = Vec::new();
-    for d in c.get("plugin.fs.dirs").unwrap_or("").split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for d in c
+        .get("plugin.fs.dirs")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         let abs = std::fs::canonicalize(d)
             .map_err(|e| c.key_error("plugin.fs.dirs", format!("directory '{d}': {e}")))?;
         dirs.push(abs);
     }
-    if let Some(file) = c.get("file").filter(|f| !f.trim().is_empty()).map(str::to_string) {
+    if let Some(file) = c
+        .get("file")
+        .filter(|f| !f.trim().is_empty())
+        .map(str::to_string)
+    {
         let path = Path::new(&file);
         let name = path
             .file_name()

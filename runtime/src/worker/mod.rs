@@ -52,12 +52,18 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
     let mut errors = Vec::new();
     let plugin = match c.class() {
         None => {
-            errors.push(c.key_error("connector.class", "required: a built-in plugin name or a path to a .wasm component"));
+            errors.push(c.key_error(
+                "connector.class",
+                "required: a built-in plugin name or a path to a .wasm component",
+            ));
             None
         }
         Some(class) => match host.load(class).await {
             Ok(p) if p.kind() == PluginKind::Transform => {
-                errors.push(c.key_error("connector.class", format!("'{class}' is a transform; a connector must be a source or a sink")));
+                errors.push(c.key_error(
+                    "connector.class",
+                    format!("'{class}' is a transform; a connector must be a source or a sink"),
+                ));
                 None
             }
             Ok(p) => Some(p),
@@ -79,10 +85,16 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
     let max_memory_bytes = num("plugin.memory.max.bytes", 512 << 20, 1 << 20) as usize;
     let batch_max = num("batch.max.records", 1000, 1) as u32;
     let commit_interval = Duration::from_millis(num("offset.flush.interval.ms", 5_000, 1) as u64);
-    let shutdown_timeout = Duration::from_millis(num("task.shutdown.graceful.timeout.ms", 5_000, 0) as u64);
+    let shutdown_timeout =
+        Duration::from_millis(num("task.shutdown.graceful.timeout.ms", 5_000, 0) as u64);
     let topics: Vec<String> = c
         .get("topics")
-        .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
 
     let (c, fs_dirs) = match grants::filesystem(c) {
@@ -116,7 +128,9 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
                     .into_iter()
                     .map(|(k, m)| c.key_error(&format!("transforms.{}.{k}", t.alias), m)),
             ),
-            Err(e) => errors.push(c.key_error(&format!("transforms.{}.type", t.alias), e.to_string())),
+            Err(e) => {
+                errors.push(c.key_error(&format!("transforms.{}.type", t.alias), e.to_string()))
+            }
         }
     }
     if let Some(p) = &plugin {
@@ -145,7 +159,10 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
 }
 
 /// Validates every connector; on any problem returns them all.
-pub async fn prepare_all(host: &PluginHost, configs: &[ConnectorConfig]) -> Result<Vec<Prepared>, WorkerError> {
+pub async fn prepare_all(
+    host: &PluginHost,
+    configs: &[ConnectorConfig],
+) -> Result<Vec<Prepared>, WorkerError> {
     let mut errors = Vec::new();
     let mut names = BTreeSet::new();
     let mut prepared = Vec::new();
@@ -203,7 +220,10 @@ fn split_err(c: &ConnectorConfig, e: impl std::fmt::Display) -> WorkerError {
 
 /// Starts validated connectors: sinks first, so sources never publish into
 /// queues that do not exist yet.
-pub async fn start(prepared: Vec<Prepared>, offsets: FileOffsetStore) -> Result<Running, WorkerError> {
+pub async fn start(
+    prepared: Vec<Prepared>,
+    offsets: FileOffsetStore,
+) -> Result<Running, WorkerError> {
     let status = StatusBoard::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -235,7 +255,10 @@ pub async fn start(prepared: Vec<Prepared>, offsets: FileOffsetStore) -> Result<
                 .await
                 .map_err(|e| split_err(&p.config, e))?,
         };
-        let task_configs: Vec<_> = task_configs.into_iter().take(p.tasks_max as usize).collect();
+        let task_configs: Vec<_> = task_configs
+            .into_iter()
+            .take(p.tasks_max as usize)
+            .collect();
         tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
         if p.plugin.kind() == PluginKind::Sink {
             let receivers = bus.subscribe(&p.config.name, &p.topics, task_configs.len());
@@ -258,6 +281,9 @@ pub async fn start(prepared: Vec<Prepared>, offsets: FileOffsetStore) -> Result<
         } else {
             sources.push((p, task_configs));
         }
+    }
+    for (topic, sinks) in bus.subscribers() {
+        tracing::info!(topic = %topic, sinks = ?sinks, "in-process route");
     }
     let bus = Arc::new(bus);
     for (p, task_configs) in sources {

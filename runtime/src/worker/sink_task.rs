@@ -26,7 +26,12 @@ pub struct SinkTaskSpec {
 /// what a sink holds unacknowledged.
 const MAX_HELD: usize = 256;
 
-pub async fn run(spec: SinkTaskSpec, rx: mpsc::Receiver<Delivery>, status: StatusBoard, counters: Arc<TaskCounters>) {
+pub async fn run(
+    spec: SinkTaskSpec,
+    rx: mpsc::Receiver<Delivery>,
+    status: StatusBoard,
+    counters: Arc<TaskCounters>,
+) {
     let id = spec.id.clone();
     match run_inner(&spec, rx, &status, &counters).await {
         Ok(()) => {
@@ -40,7 +45,11 @@ pub async fn run(spec: SinkTaskSpec, rx: mpsc::Receiver<Delivery>, status: Statu
     }
 }
 
-async fn put_with_retry(inst: &mut SinkInstance, records: &[wharf_records::Record], id: &TaskId) -> Result<(), String> {
+async fn put_with_retry(
+    inst: &mut SinkInstance,
+    records: &[wharf_records::Record],
+    id: &TaskId,
+) -> Result<(), String> {
     let (_never_tx, mut never) = tokio::sync::watch::channel(false);
     let mut backoff = Backoff::default();
     loop {
@@ -73,11 +82,17 @@ async fn run_inner(
     counters: &TaskCounters,
 ) -> Result<(), String> {
     let id = &spec.id;
-    let mut inst = spec.plugin.sink(id.clone(), spec.limits.clone()).await.map_err(|e| e.to_string())?;
+    let mut inst = spec
+        .plugin
+        .sink(id.clone(), spec.limits.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut chain = Chain::open(&spec.transforms, id, &spec.limits)
         .await
         .map_err(|(alias, e)| format!("transform '{alias}' {e}"))?;
-    inst.open(&spec.config).await.map_err(|e| format!("open: {e}"))?;
+    inst.open(&spec.config)
+        .await
+        .map_err(|e| format!("open: {e}"))?;
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, "sink task running");
 

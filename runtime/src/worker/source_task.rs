@@ -59,15 +59,18 @@ pub async fn run(
     }
 }
 
+/// The newest (partition, offset) per canonical partition text in a batch.
+type BatchOffsets = BTreeMap<String, (Value, Value)>;
+
 /// Batches handed downstream whose offsets wait for acknowledgement.
 struct Pending {
-    queue: VecDeque<(Arc<BatchAck>, BTreeMap<String, (Value, Value)>)>,
+    queue: VecDeque<(Arc<BatchAck>, BatchOffsets)>,
 }
 
 impl Pending {
     /// Offsets of the acknowledged prefix, latest per partition.
     fn take_acked(&mut self) -> Vec<(Value, Value)> {
-        let mut merged: BTreeMap<String, (Value, Value)> = BTreeMap::new();
+        let mut merged = BatchOffsets::new();
         while self.queue.front().is_some_and(|(ack, _)| ack.is_done()) {
             if let Some((_, offsets)) = self.queue.pop_front() {
                 merged.extend(offsets);
@@ -81,12 +84,14 @@ impl Pending {
     }
 }
 
-fn batch_offsets(records: &[Record]) -> Result<BTreeMap<String, (Value, Value)>, Failure> {
+fn batch_offsets(records: &[Record]) -> Result<BatchOffsets, Failure> {
     let mut out = BTreeMap::new();
     for r in records {
         if let Some((p, o)) = &r.source {
-            let p = canonical(p).map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
-            let o = canonical(o).map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
+            let p = canonical(p)
+                .map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
+            let o = canonical(o)
+                .map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
             out.insert(p.to_string(), (p, o));
         }
     }
@@ -109,8 +114,13 @@ async fn commit(
         .await
         .map_err(|e| Failure(format!("committing offsets: {e}")))?;
     TaskCounters::add(&counters.offsets_committed, acked.len() as u64);
-    let as_text: Vec<(String, String)> = acked.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect();
-    inst.commit(&as_text).await.map_err(|e| Failure(format!("commit: {e}")))
+    let as_text: Vec<(String, String)> = acked
+        .iter()
+        .map(|(p, o)| (p.to_string(), o.to_string()))
+        .collect();
+    inst.commit(&as_text)
+        .await
+        .map_err(|e| Failure(format!("commit: {e}")))
 }
 
 async fn run_inner(
@@ -135,9 +145,12 @@ async fn run_inner(
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, resumed_partitions = stored.len(), "source task running");
 
-    let mut pending = Pending { queue: VecDeque::new() };
+    let mut pending = Pending {
+        queue: VecDeque::new(),
+    };
     let mut last_commit = Instant::now();
     let mut backoff = Backoff::default();
+    let mut unread = std::collections::HashSet::new();
     while !*shutdown.borrow() {
         let records = match inst.poll(spec.batch_max).await {
             Ok(r) => {
@@ -159,13 +172,25 @@ async fn run_inner(
             // Offsets come from what was polled, so records a transform drops
             // still move the offset forward.
             let batch_offsets = batch_offsets(&records)?;
-            let out = if chain.is_empty() { records } else { chain.apply(records).await? };
+            let out = if chain.is_empty() {
+                records
+            } else {
+                chain.apply(records).await?
+            };
             TaskCounters::add(&counters.records_out, out.len() as u64);
+            for r in &out {
+                if !bus.has_subscribers(&r.topic) && unread.insert(r.topic.clone()) {
+                    tracing::warn!(connector = %id.connector, topic = %r.topic, "no sink reads this topic and no Kafka is configured: its records are dropped");
+                }
+            }
             let ack = bus.publish(out).await;
             pending.queue.push_back((ack, batch_offsets));
         }
         if pending.lost() {
-            return Err(Failure("a downstream sink task failed; uncommitted records will be re-read on restart".into()));
+            return Err(Failure(
+                "a downstream sink task failed; uncommitted records will be re-read on restart"
+                    .into(),
+            ));
         }
         if last_commit.elapsed() >= spec.commit_interval {
             commit(spec, &mut inst, &mut pending, offsets, counters).await?;
@@ -175,14 +200,21 @@ async fn run_inner(
 
     // Graceful stop: wait (bounded) for downstream acks, then commit what is acked.
     let deadline = Instant::now() + spec.shutdown_timeout;
-    while pending.queue.iter().any(|(a, _)| !a.is_done() && !a.is_lost()) && Instant::now() < deadline {
+    while pending
+        .queue
+        .iter()
+        .any(|(a, _)| !a.is_done() && !a.is_lost())
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     commit(spec, &mut inst, &mut pending, offsets, counters).await?;
     if !pending.queue.is_empty() {
         tracing::warn!(connector = %id.connector, task = id.task, batches = pending.queue.len(), "stopping with unacknowledged batches; they will be re-read");
     }
-    inst.close().await.map_err(|e| Failure(format!("close: {e}")))?;
+    inst.close()
+        .await
+        .map_err(|e| Failure(format!("close: {e}")))?;
     Ok(())
 }
 

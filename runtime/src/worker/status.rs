@@ -38,9 +38,11 @@ impl TaskCounters {
     }
 }
 
+type TaskEntry = (TaskStatus, Arc<TaskCounters>);
+
 #[derive(Clone, Default)]
 pub struct StatusBoard {
-    tasks: Arc<Mutex<BTreeMap<(String, i32), (TaskStatus, Arc<TaskCounters>)>>>,
+    tasks: Arc<Mutex<BTreeMap<(String, i32), TaskEntry>>>,
 }
 
 impl StatusBoard {

@@ -30,13 +30,18 @@ pub fn aliases(c: &ConnectorConfig) -> Vec<String> {
 }
 
 /// Loads each transform's plugin and splits out its config.
-pub async fn specs(host: &PluginHost, c: &ConnectorConfig) -> Result<Vec<TransformSpec>, WorkerError> {
+pub async fn specs(
+    host: &PluginHost,
+    c: &ConnectorConfig,
+) -> Result<Vec<TransformSpec>, WorkerError> {
     let mut out = Vec::new();
     for alias in aliases(c) {
         let prefix = format!("transforms.{alias}.");
         let type_key = format!("{prefix}type");
         let Some(class) = c.get(&type_key) else {
-            return Err(WorkerError::Config(c.key_error(&type_key, "required: the transform plugin to use")));
+            return Err(WorkerError::Config(
+                c.key_error(&type_key, "required: the transform plugin to use"),
+            ));
         };
         let plugin = host
             .load(class)
@@ -45,7 +50,10 @@ pub async fn specs(host: &PluginHost, c: &ConnectorConfig) -> Result<Vec<Transfo
         if plugin.kind() != PluginKind::Transform {
             return Err(WorkerError::Config(c.key_error(
                 &type_key,
-                format!("'{class}' is a {} plugin, not a transform", crate::plugin::world_name(plugin.kind())),
+                format!(
+                    "'{class}' is a {} plugin, not a transform",
+                    crate::plugin::world_name(plugin.kind())
+                ),
             )));
         }
         let config = c
@@ -54,7 +62,11 @@ pub async fn specs(host: &PluginHost, c: &ConnectorConfig) -> Result<Vec<Transfo
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
             .filter(|(k, _)| k != "type")
             .collect();
-        out.push(TransformSpec { alias, plugin, config });
+        out.push(TransformSpec {
+            alias,
+            plugin,
+            config,
+        });
     }
     Ok(out)
 }
@@ -65,7 +77,11 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub async fn open(specs: &[TransformSpec], id: &TaskId, limits: &Limits) -> Result<Self, (String, CallError)> {
+    pub async fn open(
+        specs: &[TransformSpec],
+        id: &TaskId,
+        limits: &Limits,
+    ) -> Result<Self, (String, CallError)> {
         let mut stages = Vec::with_capacity(specs.len());
         for s in specs {
             let tid = TaskId {
@@ -77,8 +93,14 @@ impl Chain {
                 fs_dirs: Default::default(),
                 ..limits.clone()
             };
-            let mut inst = s.plugin.transform(tid, pure).await.map_err(|e| (s.alias.clone(), CallError::Fatal(e.to_string())))?;
-            inst.open(&s.config).await.map_err(|e| (s.alias.clone(), e))?;
+            let mut inst = s
+                .plugin
+                .transform(tid, pure)
+                .await
+                .map_err(|e| (s.alias.clone(), CallError::Fatal(e.to_string())))?;
+            inst.open(&s.config)
+                .await
+                .map_err(|e| (s.alias.clone(), e))?;
             stages.push((s.alias.clone(), inst));
         }
         Ok(Chain { stages })
@@ -89,12 +111,18 @@ impl Chain {
     }
 
     /// Runs the records through every stage; an error names the stage.
-    pub async fn apply(&mut self, mut records: Vec<Record>) -> Result<Vec<Record>, (String, CallError)> {
+    pub async fn apply(
+        &mut self,
+        mut records: Vec<Record>,
+    ) -> Result<Vec<Record>, (String, CallError)> {
         for (alias, stage) in &mut self.stages {
             if records.is_empty() {
                 break;
             }
-            records = stage.apply(&records).await.map_err(|e| (alias.clone(), e))?;
+            records = stage
+                .apply(&records)
+                .await
+                .map_err(|e| (alias.clone(), e))?;
         }
         Ok(records)
     }

@@ -17,7 +17,10 @@ impl Plugin for FileSink {
     const DESCRIPTION: &'static str = "Appends record values to a file, one per line";
 
     fn config_spec() -> Vec<ConfigKey> {
-        vec![ConfigKey::string("file").non_empty().importance(Importance::High).doc("The file to append to")]
+        vec![ConfigKey::string("file")
+            .non_empty()
+            .importance(Importance::High)
+            .doc("The file to append to")]
     }
 }
 
@@ -34,7 +37,10 @@ impl Sink for FileSink {
             .append(true)
             .open(&path)
             .map_err(|e| Error::Fatal(format!("open {path}: {e}")))?;
-        Ok(FileSink { path, out: BufWriter::new(file) })
+        Ok(FileSink {
+            path,
+            out: BufWriter::new(file),
+        })
     }
 
     fn put(&mut self, records: Vec<Record>) -> Result<()> {

@@ -18,19 +18,31 @@ pub struct FileSource {
 
 impl Plugin for FileSource {
     const NAME: &'static str = "file-source";
-    const DESCRIPTION: &'static str = "Reads JSON lines from a file into a topic, resuming by byte position";
+    const DESCRIPTION: &'static str =
+        "Reads JSON lines from a file into a topic, resuming by byte position";
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
-            ConfigKey::string("file").non_empty().importance(Importance::High).doc("The file to read"),
-            ConfigKey::string("topic").non_empty().importance(Importance::High).doc("Topic to write to"),
+            ConfigKey::string("file")
+                .non_empty()
+                .importance(Importance::High)
+                .doc("The file to read"),
+            ConfigKey::string("topic")
+                .non_empty()
+                .importance(Importance::High)
+                .doc("Topic to write to"),
         ]
     }
 }
 
 fn position_of(offset: &str) -> Option<u64> {
     let rest = offset.split("\"position\"").nth(1)?;
-    rest.trim_start_matches([':', ' ']).chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    rest.trim_start_matches([':', ' '])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
 }
 
 fn quote(s: &str) -> String {
@@ -80,7 +92,9 @@ impl Source for FileSource {
                 Err(e) => return Err(Error::Fatal(format!("open {}: {e}", self.path))),
             }
         }
-        let Some(reader) = self.reader.as_mut() else { return Ok(()) };
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(());
+        };
         let mut line = String::new();
         while (out.len() as u32) < max {
             line.clear();
@@ -104,7 +118,10 @@ impl Source for FileSource {
             out.push(Record {
                 topic: self.topic.clone(),
                 value: Some(text.as_bytes().to_vec()),
-                source: Some((self.partition.clone(), format!("{{\"position\":{}}}", self.position))),
+                source: Some((
+                    self.partition.clone(),
+                    format!("{{\"position\":{}}}", self.position),
+                )),
                 ..Record::default()
             });
         }

@@ -4,7 +4,9 @@
 
 use regex_lite::Regex;
 use wharf_sdk::json::{self, Value};
-use wharf_sdk::{Config, ConfigError, ConfigKey, Error, Importance, Plugin, Record, Result, Transform};
+use wharf_sdk::{
+    Config, ConfigError, ConfigKey, Error, Importance, Plugin, Record, Result, Transform,
+};
 
 pub struct Filter {
     field: String,
@@ -16,15 +18,29 @@ pub struct Filter {
 
 impl Plugin for Filter {
     const NAME: &'static str = "filter";
-    const DESCRIPTION: &'static str = "Keeps or drops records whose JSON field equals or matches a value";
+    const DESCRIPTION: &'static str =
+        "Keeps or drops records whose JSON field equals or matches a value";
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
-            ConfigKey::string("field").non_empty().importance(Importance::High).doc("Dotted path of the field in the value"),
-            ConfigKey::string("equals").default("").doc("Match when the field's text equals this"),
-            ConfigKey::string("matches").default("").doc("Match when the field's text matches this regex"),
-            ConfigKey::string("action").default("drop").one_of(&["drop", "keep"]).doc("What to do with matching records"),
-            ConfigKey::string("null.values").default("keep").one_of(&["keep", "drop"]).doc("What to do with tombstones"),
+            ConfigKey::string("field")
+                .non_empty()
+                .importance(Importance::High)
+                .doc("Dotted path of the field in the value"),
+            ConfigKey::string("equals")
+                .default("")
+                .doc("Match when the field's text equals this"),
+            ConfigKey::string("matches")
+                .default("")
+                .doc("Match when the field's text matches this regex"),
+            ConfigKey::string("action")
+                .default("drop")
+                .one_of(&["drop", "keep"])
+                .doc("What to do with matching records"),
+            ConfigKey::string("null.values")
+                .default("keep")
+                .one_of(&["keep", "drop"])
+                .doc("What to do with tombstones"),
         ]
     }
 
@@ -33,10 +49,20 @@ impl Plugin for Filter {
         let eq = config.raw("equals").is_some_and(|s| !s.is_empty());
         let re = config.raw("matches").is_some_and(|s| !s.is_empty());
         if eq == re {
-            errors.push(ConfigError { key: "equals".into(), message: "set exactly one of 'equals' or 'matches'".into() });
+            errors.push(ConfigError {
+                key: "equals".into(),
+                message: "set exactly one of 'equals' or 'matches'".into(),
+            });
         }
-        if let Some(Err(e)) = config.raw("matches").filter(|s| !s.is_empty()).map(Regex::new) {
-            errors.push(ConfigError { key: "matches".into(), message: format!("invalid regex: {e}") });
+        if let Some(Err(e)) = config
+            .raw("matches")
+            .filter(|s| !s.is_empty())
+            .map(Regex::new)
+        {
+            errors.push(ConfigError {
+                key: "matches".into(),
+                message: format!("invalid regex: {e}"),
+            });
         }
         errors
     }
@@ -73,9 +99,12 @@ impl Transform for Filter {
                 }
                 continue;
             };
-            let hit = json::field(json::payload(&v), &self.field).map(text).is_some_and(|t| {
-                self.equals.as_deref() == Some(t.as_str()) || self.matches.as_ref().is_some_and(|re| re.is_match(&t))
-            });
+            let hit = json::field(json::payload(&v), &self.field)
+                .map(text)
+                .is_some_and(|t| {
+                    self.equals.as_deref() == Some(t.as_str())
+                        || self.matches.as_ref().is_some_and(|re| re.is_match(&t))
+                });
             if hit == self.keep_matching {
                 out.push(r);
             }

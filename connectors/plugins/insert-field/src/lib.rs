@@ -15,16 +15,29 @@ pub struct InsertField {
 
 impl Plugin for InsertField {
     const NAME: &'static str = "insert-field";
-    const DESCRIPTION: &'static str = "Inserts a static field and record metadata into JSON values (Connect's InsertField)";
+    const DESCRIPTION: &'static str =
+        "Inserts a static field and record metadata into JSON values (Connect's InsertField)";
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
-            ConfigKey::string("static.field").default("").doc("Name of a field with a fixed value"),
-            ConfigKey::string("static.value").default("").doc("The fixed value"),
-            ConfigKey::string("topic.field").default("").doc("Field for the record's topic"),
-            ConfigKey::string("partition.field").default("").doc("Field for the Kafka partition"),
-            ConfigKey::string("offset.field").default("").doc("Field for the Kafka offset"),
-            ConfigKey::string("timestamp.field").default("").doc("Field for the record timestamp (ms)"),
+            ConfigKey::string("static.field")
+                .default("")
+                .doc("Name of a field with a fixed value"),
+            ConfigKey::string("static.value")
+                .default("")
+                .doc("The fixed value"),
+            ConfigKey::string("topic.field")
+                .default("")
+                .doc("Field for the record's topic"),
+            ConfigKey::string("partition.field")
+                .default("")
+                .doc("Field for the Kafka partition"),
+            ConfigKey::string("offset.field")
+                .default("")
+                .doc("Field for the Kafka offset"),
+            ConfigKey::string("timestamp.field")
+                .default("")
+                .doc("Field for the record timestamp (ms)"),
         ]
     }
 }
@@ -32,7 +45,9 @@ impl Plugin for InsertField {
 impl Transform for InsertField {
     fn open(config: &Config) -> Result<Self> {
         Ok(InsertField {
-            static_field: config.opt_string("static.field").map(|f| (f, config.raw("static.value").unwrap_or("").to_string())),
+            static_field: config
+                .opt_string("static.field")
+                .map(|f| (f, config.raw("static.value").unwrap_or("").to_string())),
             topic: config.opt_string("topic.field"),
             partition: config.opt_string("partition.field"),
             offset: config.opt_string("offset.field"),
@@ -42,7 +57,8 @@ impl Transform for InsertField {
 
     fn apply(&mut self, mut records: Vec<Record>) -> Result<Vec<Record>> {
         for r in &mut records {
-            let (topic, partition, offset, ts) = (r.topic.clone(), r.partition, r.offset, r.timestamp);
+            let (topic, partition, offset, ts) =
+                (r.topic.clone(), r.partition, r.offset, r.timestamp);
             json::edit_object(&mut r.value, &topic, |m| {
                 if let Some((f, v)) = &self.static_field {
                     m.insert(f.clone(), Value::String(v.clone()));

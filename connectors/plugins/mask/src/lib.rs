@@ -15,8 +15,13 @@ impl Plugin for Mask {
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
-            ConfigKey::list("fields").non_empty().importance(Importance::High).doc("Fields to mask"),
-            ConfigKey::string("replacement").default("").doc("Replacement text; empty means the type's empty value"),
+            ConfigKey::list("fields")
+                .non_empty()
+                .importance(Importance::High)
+                .doc("Fields to mask"),
+            ConfigKey::string("replacement")
+                .default("")
+                .doc("Replacement text; empty means the type's empty value"),
         ]
     }
 }
@@ -34,7 +39,10 @@ fn empty_like(v: &Value) -> Value {
 
 impl Transform for Mask {
     fn open(config: &Config) -> Result<Self> {
-        Ok(Mask { fields: config.list("fields"), replacement: config.opt_string("replacement") })
+        Ok(Mask {
+            fields: config.list("fields"),
+            replacement: config.opt_string("replacement"),
+        })
     }
 
     fn apply(&mut self, mut records: Vec<Record>) -> Result<Vec<Record>> {

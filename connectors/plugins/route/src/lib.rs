@@ -16,8 +16,13 @@ impl Plugin for Route {
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
-            ConfigKey::string("regex").non_empty().importance(Importance::High).doc("Regex the whole topic must match"),
-            ConfigKey::string("replacement").importance(Importance::High).doc("New topic; $1, $2 insert groups"),
+            ConfigKey::string("regex")
+                .non_empty()
+                .importance(Importance::High)
+                .doc("Regex the whole topic must match"),
+            ConfigKey::string("replacement")
+                .importance(Importance::High)
+                .doc("New topic; $1, $2 insert groups"),
         ]
     }
 
@@ -25,7 +30,10 @@ impl Plugin for Route {
         let mut errors = wharf_sdk::validate_against(&Self::config_spec(), config);
         if let Some(r) = config.raw("regex") {
             if let Err(e) = Regex::new(r) {
-                errors.push(ConfigError { key: "regex".into(), message: format!("invalid regex: {e}") });
+                errors.push(ConfigError {
+                    key: "regex".into(),
+                    message: format!("invalid regex: {e}"),
+                });
             }
         }
         errors
@@ -35,14 +43,21 @@ impl Plugin for Route {
 impl Transform for Route {
     fn open(config: &Config) -> Result<Self> {
         let pattern = format!("^(?:{})$", config.string("regex")?);
-        let regex = Regex::new(&pattern).map_err(|e| wharf_sdk::Error::Fatal(format!("regex: {e}")))?;
-        Ok(Route { regex, replacement: config.string("replacement")? })
+        let regex =
+            Regex::new(&pattern).map_err(|e| wharf_sdk::Error::Fatal(format!("regex: {e}")))?;
+        Ok(Route {
+            regex,
+            replacement: config.string("replacement")?,
+        })
     }
 
     fn apply(&mut self, mut records: Vec<Record>) -> Result<Vec<Record>> {
         for r in &mut records {
             if self.regex.is_match(&r.topic) {
-                r.topic = self.regex.replace(&r.topic, self.replacement.as_str()).into_owned();
+                r.topic = self
+                    .regex
+                    .replace(&r.topic, self.replacement.as_str())
+                    .into_owned();
             }
         }
         Ok(records)

@@ -14,7 +14,8 @@ pub struct Misbehave {
 
 impl Plugin for Misbehave {
     const NAME: &'static str = "misbehave";
-    const DESCRIPTION: &'static str = "Test source that traps, loops, exhausts memory or escapes its sandbox";
+    const DESCRIPTION: &'static str =
+        "Test source that traps, loops, exhausts memory or escapes its sandbox";
 
     fn config_spec() -> Vec<ConfigKey> {
         vec![
@@ -22,15 +23,25 @@ impl Plugin for Misbehave {
                 .default("ok")
                 .one_of(&["ok", "trap", "loop", "oom", "open-file", "connect", "print"])
                 .doc("How to misbehave on the first poll"),
-            ConfigKey::string("topic").default("misbehave").doc("Topic for records"),
-            ConfigKey::string("path").default("/etc/passwd").doc("File open-file tries to read"),
+            ConfigKey::string("topic")
+                .default("misbehave")
+                .doc("Topic for records"),
+            ConfigKey::string("path")
+                .default("/etc/passwd")
+                .doc("File open-file tries to read"),
         ]
     }
 }
 
 impl Source for Misbehave {
     fn open(config: &Config, _offsets: Vec<(String, String)>) -> Result<Self> {
-        Ok(Misbehave { mode: config.string("mode")?, topic: config.string("topic")?, path: config.string("path")?, seq: 0, hoard: Vec::new() })
+        Ok(Misbehave {
+            mode: config.string("mode")?,
+            topic: config.string("topic")?,
+            path: config.string("path")?,
+            seq: 0,
+            hoard: Vec::new(),
+        })
     }
 
     fn poll(&mut self, _max: u32, out: &mut Vec<Record>) -> Result<()> {
@@ -48,13 +59,26 @@ impl Source for Misbehave {
             "open-file" => {
                 let path = &self.path;
                 match std::fs::read(path) {
-                    Ok(b) => return Err(Error::Fatal(format!("sandbox escape: read {} bytes of {path}", b.len()))),
+                    Ok(b) => {
+                        return Err(Error::Fatal(format!(
+                            "sandbox escape: read {} bytes of {path}",
+                            b.len()
+                        )))
+                    }
                     Err(e) => return Err(Error::Fatal(format!("cannot open {path}: {e}"))),
                 }
             }
             "connect" => match std::net::TcpStream::connect("127.0.0.1:9092") {
-                Ok(_) => return Err(Error::Fatal("sandbox escape: connected to 127.0.0.1:9092".into())),
-                Err(e) => return Err(Error::Fatal(format!("cannot connect to 127.0.0.1:9092: {e}"))),
+                Ok(_) => {
+                    return Err(Error::Fatal(
+                        "sandbox escape: connected to 127.0.0.1:9092".into(),
+                    ))
+                }
+                Err(e) => {
+                    return Err(Error::Fatal(format!(
+                        "cannot connect to 127.0.0.1:9092: {e}"
+                    )))
+                }
             },
             "print" => {
                 println!("misbehave says hello on stdout");
