@@ -2,6 +2,7 @@
 //! transforms are WebAssembly components.
 
 pub mod config;
+pub mod kafka;
 pub mod offsets;
 pub mod plugin;
 pub mod worker;

@@ -24,9 +24,14 @@ enum Command {
         /// Connector config files (YAML).
         #[arg(required = true)]
         configs: Vec<PathBuf>,
-        /// Where source offsets are kept (Connect's offset.storage.file.filename).
-        #[arg(long, default_value = ".wharf/standalone.offsets.json")]
-        offsets: PathBuf,
+        /// Worker config (YAML): bootstrap.servers, offset.storage, producer.*,
+        /// consumer.*. Without one, sources feed sinks in-process.
+        #[arg(long)]
+        worker: Option<PathBuf>,
+        /// Keep source offsets in this file (overrides the worker config's
+        /// offset.storage; default .wharf/standalone.offsets.json).
+        #[arg(long)]
+        offsets: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArgs,
         /// Seconds between progress lines (0 turns them off).
@@ -119,10 +124,19 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run {
                 configs,
+                worker,
                 offsets,
                 cache,
                 progress,
-            } => cli::run::run(&configs, &offsets, cache.dir(), progress).await,
+            } => {
+                let opts = cli::run::RunOptions {
+                    worker,
+                    offsets,
+                    cache: cache.dir(),
+                    progress_secs: progress,
+                };
+                cli::run::run(&configs, opts).await
+            }
             Command::Validate { configs, cache } => cli::run::validate(&configs, cache.dir()).await,
             Command::Plugin { command } => match command {
                 PluginCommand::New { name, kind, dir } => {

@@ -41,7 +41,7 @@ async fn each_misbehaviour_fails_only_its_task() {
         .await
         .expect("valid configs");
     let offsets = FileOffsetStore::open(&dir.join("offsets.json")).expect("offsets");
-    let running = worker::start(prepared, offsets).await.expect("start");
+    let running = worker::start(prepared, offsets, None).await.expect("start");
     let status = running.status.clone();
 
     let started = Instant::now();
@@ -133,6 +133,7 @@ async fn a_granted_directory_is_the_only_one_visible() {
     let running = worker::start(
         prepared,
         FileOffsetStore::open(&dir.join("o.json")).expect("offsets"),
+        None,
     )
     .await
     .expect("start");

@@ -71,6 +71,7 @@ pub mod bindings {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 use bindings::source::wharf::connector::host;
 
 /// A plugin error: retriable ones are retried by the host with backoff,
@@ -148,9 +149,13 @@ pub trait Transform: Plugin + Sized + 'static {
     fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>>;
 }
 
-/// Logs through the worker, tagged with the connector and task.
+/// Logs through the worker, tagged with the connector and task. Compiled
+/// natively (plugin unit tests, benchmarks) it writes to stderr.
 pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
     host::log(level.into(), message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +167,7 @@ pub enum Level {
     Error,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl From<Level> for host::Level {
     fn from(l: Level) -> Self {
         match l {
@@ -174,25 +180,39 @@ impl From<Level> for host::Level {
     }
 }
 
-/// Adds to a per-task counter metric.
+/// Adds to a per-task counter metric (a no-op when compiled natively).
 pub fn counter_add(name: &str, delta: u64) {
+    #[cfg(target_arch = "wasm32")]
     host::counter_add(name, delta);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (name, delta);
 }
 
-/// Sets a per-task gauge metric.
+/// Sets a per-task gauge metric (a no-op when compiled natively).
 pub fn gauge_set(name: &str, value: f64) {
+    #[cfg(target_arch = "wasm32")]
     host::gauge_set(name, value);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (name, value);
 }
 
-/// Wall-clock milliseconds since the Unix epoch, from the host.
+/// Wall-clock milliseconds since the Unix epoch, from the host (the system
+/// clock when compiled natively).
 pub fn now_millis() -> i64 {
-    host::now_millis()
+    #[cfg(target_arch = "wasm32")]
+    return host::now_millis();
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
 }
 
 /// Exports a [`Source`] implementation as the component's `source` world.
 #[macro_export]
 macro_rules! export_source {
     ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::source::exports::wharf::connector as __w;
             use $crate::bindings::source::wharf::connector::types as __t;
@@ -232,6 +252,7 @@ macro_rules! export_source {
 #[macro_export]
 macro_rules! export_sink {
     ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::sink::exports::wharf::connector as __w;
             use $crate::bindings::source::wharf::connector::types as __t;
@@ -271,6 +292,7 @@ macro_rules! export_sink {
 #[macro_export]
 macro_rules! export_transform {
     ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::transform::exports::wharf::connector as __w;
             use $crate::bindings::source::wharf::connector::types as __t;

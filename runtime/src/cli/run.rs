@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wharf::config::{load_file, ConnectorConfig};
-use wharf::offsets::FileOffsetStore;
+use wharf::config::{load_file, load_worker, ConnectorConfig, OffsetStorage, WorkerConfig};
+use wharf::kafka::KafkaHub;
+use wharf::offsets::{FileOffsetStore, KafkaOffsetStore, OffsetStore};
 use wharf::plugin::PluginHost;
 use wharf::worker::{self, State};
 
@@ -44,18 +45,66 @@ pub async fn validate(paths: &[PathBuf], cache: Option<PathBuf>) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn run(
-    paths: &[PathBuf],
-    offsets: &Path,
-    cache: Option<PathBuf>,
-    progress_secs: u64,
-) -> anyhow::Result<()> {
+pub struct RunOptions {
+    pub worker: Option<PathBuf>,
+    pub offsets: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub progress_secs: u64,
+}
+
+async fn open_offsets(
+    worker: &WorkerConfig,
+    explicit: Option<&Path>,
+    hub: Option<&KafkaHub>,
+) -> anyhow::Result<OffsetStore> {
+    let storage = match explicit {
+        Some(p) => OffsetStorage::File(p.to_path_buf()),
+        None => worker.offset_storage.clone(),
+    };
+    Ok(match (storage, hub) {
+        (OffsetStorage::Kafka { topic, partitions }, Some(hub)) => {
+            OffsetStore::Kafka(std::sync::Arc::new(
+                KafkaOffsetStore::open(
+                    hub.bootstrap(),
+                    &topic,
+                    partitions,
+                    hub.admin(),
+                    worker.prefixed("producer"),
+                    worker.prefixed("consumer"),
+                )
+                .await
+                .with_context(|| format!("opening the offsets topic '{topic}'"))?,
+            ))
+        }
+        (OffsetStorage::File(path), _) => OffsetStore::File(
+            FileOffsetStore::open(&path)
+                .with_context(|| format!("opening the offsets file {}", path.display()))?,
+        ),
+        (OffsetStorage::Kafka { .. }, None) => {
+            anyhow::bail!("offset.storage is kafka but no bootstrap.servers is set")
+        }
+    })
+}
+
+pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
+    let progress_secs = opts.progress_secs;
     let configs = load_all(paths)?;
-    let host = PluginHost::new(cache)?;
+    let worker_config = match &opts.worker {
+        Some(p) => load_worker(p)?,
+        None => WorkerConfig::default(),
+    };
+    let host = PluginHost::new(opts.cache.clone())?;
     let prepared = worker::prepare_all(&host, &configs).await?;
-    let offsets = FileOffsetStore::open(offsets).context("opening the offsets file")?;
-    tracing::info!(offsets = %offsets.path().display(), "offsets are stored in a local file");
-    let mut running = worker::start(prepared, offsets).await?;
+    let hub = match &worker_config.bootstrap_servers {
+        Some(servers) => {
+            tracing::info!(bootstrap.servers = %servers, "sources write to Kafka, sinks read from it");
+            Some(KafkaHub::connect(&worker_config)?)
+        }
+        None => None,
+    };
+    let offsets = open_offsets(&worker_config, opts.offsets.as_deref(), hub.as_deref()).await?;
+    tracing::info!(offsets = %offsets.describe(), "source offsets store");
+    let mut running = worker::start(prepared, offsets, hub.clone()).await?;
     let status = running.status.clone();
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -4,6 +4,9 @@
 
 mod flatten;
 mod secrets;
+pub mod worker;
+
+pub use worker::{load_worker, OffsetStorage, WorkerConfig};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -10,6 +10,9 @@ use tokio::sync::Mutex;
 
 use serde_json::Value;
 
+mod kafka;
+pub use kafka::KafkaOffsetStore;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
     #[error("offsets file {path}: {source}")]
@@ -21,6 +24,8 @@ pub enum OffsetError {
     Corrupt { path: PathBuf, message: String },
     #[error("source offset or partition is not a JSON object: {0}")]
     NotJson(String),
+    #[error("offsets in Kafka: {0}")]
+    Kafka(String),
 }
 
 /// Canonical JSON text of a partition or offset object, so the same partition
@@ -39,6 +44,74 @@ pub fn offset_key(connector: &str, partition: &Value) -> String {
         partition.clone(),
     ])
     .to_string()
+}
+
+/// The (partition JSON, offset JSON) pairs of one connector in a key map.
+fn entries_of(entries: &BTreeMap<String, Value>, connector: &str) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .filter_map(|(k, v)| {
+            let key: Value = serde_json::from_str(k).ok()?;
+            let arr = key.as_array()?;
+            if arr.first()?.as_str()? != connector {
+                return None;
+            }
+            Some((arr.get(1)?.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The connector named by a stored key.
+fn key_connector(key: &str) -> Option<String> {
+    let key: Value = serde_json::from_str(key).ok()?;
+    Some(key.as_array()?.first()?.as_str()?.to_string())
+}
+
+/// Where a worker keeps source offsets.
+#[derive(Clone)]
+pub enum OffsetStore {
+    File(FileOffsetStore),
+    Kafka(Arc<KafkaOffsetStore>),
+}
+
+impl From<FileOffsetStore> for OffsetStore {
+    fn from(f: FileOffsetStore) -> Self {
+        OffsetStore::File(f)
+    }
+}
+
+impl OffsetStore {
+    pub fn describe(&self) -> String {
+        match self {
+            OffsetStore::File(f) => format!("file {}", f.path().display()),
+            OffsetStore::Kafka(k) => format!("Kafka topic {}", k.topic()),
+        }
+    }
+
+    pub async fn load(&self, connector: &str) -> Vec<(String, String)> {
+        match self {
+            OffsetStore::File(f) => f.load(connector).await,
+            OffsetStore::Kafka(k) => k.load(connector).await,
+        }
+    }
+
+    pub async fn commit(
+        &self,
+        connector: &str,
+        offsets: &[(Value, Value)],
+    ) -> Result<(), OffsetError> {
+        match self {
+            OffsetStore::File(f) => f.commit(connector, offsets).await,
+            OffsetStore::Kafka(k) => k.commit(connector, offsets).await,
+        }
+    }
+
+    pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {
+        match self {
+            OffsetStore::File(f) => f.reset(connector).await,
+            OffsetStore::Kafka(k) => k.reset(connector).await,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -74,18 +147,7 @@ impl FileOffsetStore {
 
     /// The stored (partition JSON, offset JSON) pairs of one connector.
     pub async fn load(&self, connector: &str) -> Vec<(String, String)> {
-        let entries = self.entries.lock().await;
-        entries
-            .iter()
-            .filter_map(|(k, v)| {
-                let key: Value = serde_json::from_str(k).ok()?;
-                let arr = key.as_array()?;
-                if arr.first()?.as_str()? != connector {
-                    return None;
-                }
-                Some((arr.get(1)?.to_string(), v.to_string()))
-            })
-            .collect()
+        entries_of(&*self.entries.lock().await, connector)
     }
 
     /// Records offsets and makes them durable before returning.
@@ -107,9 +169,10 @@ impl FileOffsetStore {
 
     /// Removes every offset of a connector (a reset).
     pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {
-        let prefix = format!("[{}", Value::String(connector.to_string()));
-        self.update_and_persist(|entries| entries.retain(|k, _| !k.starts_with(&prefix)))
-            .await
+        self.update_and_persist(|entries| {
+            entries.retain(|k, _| key_connector(k).as_deref() != Some(connector))
+        })
+        .await
     }
 
     async fn update_and_persist(

@@ -4,31 +4,15 @@
 //! after every sink that received a batch has flushed it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use wharf_records::Record;
 
+use super::ack::BatchAck;
+
 /// Batches a sink task may have queued before its sources wait.
 pub const SINK_QUEUE_BATCHES: usize = 16;
-
-/// Shared by all deliveries of one source batch.
-#[derive(Debug, Default)]
-pub struct BatchAck {
-    remaining: AtomicUsize,
-    lost: AtomicBool,
-}
-
-impl BatchAck {
-    pub fn is_done(&self) -> bool {
-        self.remaining.load(Ordering::Acquire) == 0 && !self.lost.load(Ordering::Acquire)
-    }
-
-    pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::Acquire)
-    }
-}
 
 /// One sink's share of a batch. `ack` after the sink flushed it; dropping it
 /// unacknowledged (a failed sink) marks the batch lost so its offsets are
@@ -41,7 +25,7 @@ pub struct Delivery {
 impl Delivery {
     pub fn ack(mut self) {
         if let Some(a) = self.ack.take() {
-            a.remaining.fetch_sub(1, Ordering::AcqRel);
+            a.settle_one();
         }
     }
 }
@@ -49,7 +33,7 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         if let Some(a) = self.ack.take() {
-            a.lost.store(true, Ordering::Release);
+            a.fail(|| "a sink task ended before acknowledging a batch".into());
         }
     }
 }
@@ -101,7 +85,6 @@ impl Bus {
     /// Sends a batch to every subscribed sink task, waiting while queues are
     /// full (backpressure). Records of topics nobody reads are dropped.
     pub async fn publish(&self, records: Vec<Record>) -> Arc<BatchAck> {
-        let ack = Arc::new(BatchAck::default());
         let mut parts = Parts::new();
         for r in records {
             let Some(subs) = self.by_topic.get(&r.topic) else {
@@ -121,7 +104,7 @@ impl Bus {
                     .push(r.clone());
             }
         }
-        ack.remaining.store(parts.len(), Ordering::Release);
+        let ack = Arc::new(BatchAck::new(parts.len()));
         for (_, (tx, records)) in parts {
             let d = Delivery {
                 records,

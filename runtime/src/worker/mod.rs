@@ -2,6 +2,7 @@
 //! splits connectors into tasks, wires sources to sinks (in-process, through
 //! bounded queues, when no Kafka is configured) and stops gracefully.
 
+mod ack;
 mod bus;
 mod grants;
 mod sink_task;
@@ -17,9 +18,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{int_key, ConfigError, ConnectorConfig};
-use crate::offsets::FileOffsetStore;
+use crate::kafka::{KafkaHub, TopicCreation};
+use crate::offsets::OffsetStore;
 use crate::plugin::{Limits, Plugin, PluginHost, PluginKind, TaskId};
 
+pub use ack::BatchAck;
 pub use bus::Bus;
 pub use status::{State, StatusBoard, TaskStatus};
 
@@ -44,6 +47,7 @@ pub struct Prepared {
     commit_interval: Duration,
     shutdown_timeout: Duration,
     topics: Vec<String>,
+    topic_creation: Option<TopicCreation>,
 }
 
 /// Validates one connector: host-owned keys, then the plugin's own
@@ -97,6 +101,10 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
         })
         .unwrap_or_default();
 
+    let topic_creation = TopicCreation::from_connector(c).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
     let (c, fs_dirs) = match grants::filesystem(c) {
         Ok(v) => v,
         Err(e) => {
@@ -153,6 +161,7 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
             commit_interval,
             shutdown_timeout,
             topics,
+            topic_creation,
         }),
         _ => Err(errors),
     }
@@ -219,11 +228,14 @@ fn split_err(c: &ConnectorConfig, e: impl std::fmt::Display) -> WorkerError {
 }
 
 /// Starts validated connectors: sinks first, so sources never publish into
-/// queues that do not exist yet.
+/// queues that do not exist yet. With `kafka`, sources write to Kafka and
+/// sinks read from it; without, they meet in-process.
 pub async fn start(
     prepared: Vec<Prepared>,
-    offsets: FileOffsetStore,
+    offsets: impl Into<OffsetStore>,
+    kafka: Option<Arc<KafkaHub>>,
 ) -> Result<Running, WorkerError> {
+    let offsets = offsets.into();
     let status = StatusBoard::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -261,8 +273,24 @@ pub async fn start(
             .collect();
         tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
         if p.plugin.kind() == PluginKind::Sink {
-            let receivers = bus.subscribe(&p.config.name, &p.topics, task_configs.len());
-            for (i, (cfg, rx)) in task_configs.into_iter().zip(receivers).enumerate() {
+            let n = task_configs.len();
+            let mut inputs: Vec<sink_task::SinkInput> = match &kafka {
+                None => bus
+                    .subscribe(&p.config.name, &p.topics, n)
+                    .into_iter()
+                    .map(sink_task::SinkInput::Bus)
+                    .collect(),
+                Some(hub) => (0..n)
+                    .map(|_| sink_task::SinkInput::Kafka {
+                        hub: hub.clone(),
+                        connector: p.config.clone(),
+                        topics: p.topics.clone(),
+                        batch_max: p.batch_max as usize,
+                    })
+                    .collect(),
+            };
+            for (i, cfg) in task_configs.into_iter().enumerate() {
+                let input = inputs.remove(0);
                 let id = TaskId {
                     connector: p.config.name.clone(),
                     task: i as i32,
@@ -276,7 +304,13 @@ pub async fn start(
                     limits: p.limits.clone(),
                     flush_interval: p.commit_interval.min(Duration::from_secs(1)),
                 };
-                tasks.spawn(sink_task::run(spec, rx, status.clone(), counters));
+                tasks.spawn(sink_task::run(
+                    spec,
+                    input,
+                    status.clone(),
+                    counters,
+                    shutdown_rx.clone(),
+                ));
             }
         } else {
             sources.push((p, task_configs));
@@ -287,7 +321,25 @@ pub async fn start(
     }
     let bus = Arc::new(bus);
     for (p, task_configs) in sources {
+        let producer = match &kafka {
+            Some(hub) => Some(
+                hub.producer_for(&p.config)
+                    .map_err(|e| WorkerError::Connector {
+                        connector: p.config.name.clone(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         for (i, cfg) in task_configs.into_iter().enumerate() {
+            let dest = match (&kafka, &producer) {
+                (Some(hub), Some(producer)) => source_task::Destination::Kafka {
+                    hub: hub.clone(),
+                    producer: producer.clone(),
+                    creation: p.topic_creation.clone(),
+                },
+                _ => source_task::Destination::Bus(bus.clone()),
+            };
             let id = TaskId {
                 connector: p.config.name.clone(),
                 task: i as i32,
@@ -305,7 +357,7 @@ pub async fn start(
             };
             tasks.spawn(source_task::run(
                 spec,
-                bus.clone(),
+                dest,
                 offsets.clone(),
                 status.clone(),
                 counters,

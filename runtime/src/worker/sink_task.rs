@@ -1,11 +1,16 @@
-//! One sink task: take batches from its queue, run the transform chain, put
-//! them into the plugin, and acknowledge upstream only after `flush` succeeds.
+//! One sink task: take batches from its input (the in-process bus, or its
+//! own Kafka consumer in the connector's group), run the transform chain,
+//! put them into the plugin, and acknowledge or commit only after `flush`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use wharf_records::Record;
 
+use crate::config::ConnectorConfig;
+use crate::kafka::{ConsumerEvent, KafkaHub, SinkConsumer};
 use crate::plugin::{CallError, Limits, Plugin, SinkInstance, TaskId};
 
 use super::bus::Delivery;
@@ -22,18 +27,30 @@ pub struct SinkTaskSpec {
     pub flush_interval: Duration,
 }
 
-/// Deliveries held between flushes before the task flushes early, bounding
+/// Where a sink task's records come from.
+pub enum SinkInput {
+    Bus(mpsc::Receiver<Delivery>),
+    Kafka {
+        hub: Arc<KafkaHub>,
+        connector: ConnectorConfig,
+        topics: Vec<String>,
+        batch_max: usize,
+    },
+}
+
+/// Batches held between flushes before the task flushes early, bounding
 /// what a sink holds unacknowledged.
 const MAX_HELD: usize = 256;
 
 pub async fn run(
     spec: SinkTaskSpec,
-    rx: mpsc::Receiver<Delivery>,
+    input: SinkInput,
     status: StatusBoard,
     counters: Arc<TaskCounters>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let id = spec.id.clone();
-    match run_inner(&spec, rx, &status, &counters).await {
+    match run_inner(&spec, input, &status, &counters, shutdown).await {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
             tracing::info!(connector = %id.connector, task = id.task, "sink task stopped");
@@ -47,39 +64,105 @@ pub async fn run(
 
 async fn put_with_retry(
     inst: &mut SinkInstance,
-    records: &[wharf_records::Record],
+    records: &[Record],
     id: &TaskId,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (_never_tx, mut never) = tokio::sync::watch::channel(false);
     let mut backoff = Backoff::default();
     loop {
         match inst.put(records).await {
             Ok(()) => return Ok(()),
-            Err(CallError::Retriable(m)) => {
+            Err(CallError::Retriable(m)) if !*shutdown.borrow() => {
                 tracing::warn!(connector = %id.connector, task = id.task, "put failed, will retry: {m}");
-                backoff.wait(&mut never).await;
+                backoff.wait(shutdown).await;
             }
             Err(e) => return Err(format!("put: {e}")),
         }
     }
 }
 
-async fn flush(inst: &mut SinkInstance, held: &mut Vec<Delivery>) -> Result<(), String> {
-    if held.is_empty() {
-        return Ok(());
+/// What was put since the last flush and waits for it.
+#[derive(Default)]
+struct Held {
+    deliveries: Vec<Delivery>,
+    /// Next offset to commit per Kafka (topic, partition).
+    positions: BTreeMap<(String, i32), i64>,
+    batches: usize,
+}
+
+impl Held {
+    fn note_positions(&mut self, records: &[Record]) {
+        for r in records {
+            if let (Some(p), Some(o)) = (r.partition, r.offset) {
+                let next = self.positions.entry((r.topic.clone(), p)).or_insert(0);
+                *next = (*next).max(o + 1);
+            }
+        }
     }
-    inst.flush().await.map_err(|e| format!("flush: {e}"))?;
-    for d in held.drain(..) {
-        d.ack();
+
+    fn take_positions(&mut self) -> Vec<(String, i32, i64)> {
+        std::mem::take(&mut self.positions)
+            .into_iter()
+            .map(|((t, p), o)| (t, p, o))
+            .collect()
     }
-    Ok(())
+}
+
+struct Task<'a> {
+    spec: &'a SinkTaskSpec,
+    inst: SinkInstance,
+    chain: Chain,
+    held: Held,
+    counters: &'a TaskCounters,
+}
+
+impl Task<'_> {
+    async fn handle(
+        &mut self,
+        records: Vec<Record>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        TaskCounters::add(&self.counters.records_in, records.len() as u64);
+        TaskCounters::add(&self.counters.batches, 1);
+        // Positions come from what was read, so records a transform drops
+        // are committed too.
+        self.held.note_positions(&records);
+        let records = if self.chain.is_empty() {
+            records
+        } else {
+            self.chain
+                .apply(records)
+                .await
+                .map_err(|(alias, e)| format!("transform '{alias}' {e}"))?
+        };
+        if !records.is_empty() {
+            put_with_retry(&mut self.inst, &records, &self.spec.id, shutdown).await?;
+        }
+        TaskCounters::add(&self.counters.records_out, records.len() as u64);
+        self.held.batches += 1;
+        Ok(())
+    }
+
+    /// Makes everything put durable; returns the Kafka positions to commit.
+    async fn flush(&mut self) -> Result<Vec<(String, i32, i64)>, String> {
+        if self.held.batches == 0 {
+            return Ok(Vec::new());
+        }
+        self.inst.flush().await.map_err(|e| format!("flush: {e}"))?;
+        self.held.batches = 0;
+        for d in self.held.deliveries.drain(..) {
+            d.ack();
+        }
+        Ok(self.held.take_positions())
+    }
 }
 
 async fn run_inner(
     spec: &SinkTaskSpec,
-    mut rx: mpsc::Receiver<Delivery>,
+    input: SinkInput,
     status: &StatusBoard,
     counters: &TaskCounters,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let id = &spec.id;
     let mut inst = spec
@@ -87,44 +170,113 @@ async fn run_inner(
         .sink(id.clone(), spec.limits.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let mut chain = Chain::open(&spec.transforms, id, &spec.limits)
+    let chain = Chain::open(&spec.transforms, id, &spec.limits)
         .await
         .map_err(|(alias, e)| format!("transform '{alias}' {e}"))?;
     inst.open(&spec.config)
         .await
         .map_err(|e| format!("open: {e}"))?;
+    let mut task = Task {
+        spec,
+        inst,
+        chain,
+        held: Held::default(),
+        counters,
+    };
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, "sink task running");
 
-    let mut held: Vec<Delivery> = Vec::new();
     let mut tick = tokio::time::interval(spec.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            d = rx.recv() => {
-                let Some(mut d) = d else { break };
-                let records = std::mem::take(&mut d.records);
-                TaskCounters::add(&counters.records_in, records.len() as u64);
-                TaskCounters::add(&counters.batches, 1);
-                let records = if chain.is_empty() {
-                    records
-                } else {
-                    chain.apply(records).await.map_err(|(alias, e)| format!("transform '{alias}' {e}"))?
-                };
-                if !records.is_empty() {
-                    put_with_retry(&mut inst, &records, id).await?;
+    match input {
+        SinkInput::Bus(mut rx) => loop {
+            tokio::select! {
+                d = rx.recv() => {
+                    let Some(mut d) = d else { break };
+                    let records = std::mem::take(&mut d.records);
+                    task.handle(records, &mut shutdown).await?;
+                    task.held.deliveries.push(d);
+                    if task.held.batches >= MAX_HELD {
+                        task.flush().await?;
+                    }
                 }
-                TaskCounters::add(&counters.records_out, records.len() as u64);
-                held.push(d);
-                if held.len() >= MAX_HELD {
-                    flush(&mut inst, &mut held).await?;
+                _ = tick.tick() => { task.flush().await?; }
+            }
+        },
+        SinkInput::Kafka {
+            hub,
+            connector,
+            topics,
+            batch_max,
+        } => {
+            let mut consumer = hub
+                .sink_consumer(&connector, id.task, &topics, batch_max)
+                .map_err(|e| e.to_string())?;
+            let r = consume(&mut task, &mut consumer, &mut tick, &mut shutdown).await;
+            consumer.stop_polling().await;
+            // Stopping (or failing): commit what the sink already made durable.
+            let last = match &r {
+                Ok(()) => task.flush().await,
+                Err(_) => Ok(Vec::new()),
+            };
+            if let Ok(positions) = &last {
+                if let Err(e) = consumer.commit(positions.clone()).await {
+                    tracing::warn!(connector = %id.connector, task = id.task, "final commit failed (records will be re-read): {e}");
                 }
             }
-            _ = tick.tick() => flush(&mut inst, &mut held).await?,
+            consumer.close().await;
+            r?;
+            last?;
         }
     }
-    // Every source is gone: flush the rest and stop.
-    flush(&mut inst, &mut held).await?;
-    inst.close().await.map_err(|e| format!("close: {e}"))?;
+    // Every source is gone (or the worker stops): flush the rest and stop.
+    task.flush().await?;
+    task.inst.close().await.map_err(|e| format!("close: {e}"))?;
     Ok(())
+}
+
+async fn consume(
+    task: &mut Task<'_>,
+    consumer: &mut SinkConsumer,
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    while !*shutdown.borrow() {
+        tokio::select! {
+            e = consumer.events.recv() => match e {
+                None => return Ok(()),
+                Some(ConsumerEvent::Records(records)) => {
+                    task.handle(records, shutdown).await?;
+                    if task.held.batches >= MAX_HELD {
+                        let positions = task.flush().await?;
+                        commit(consumer, positions, task.counters).await;
+                    }
+                }
+                Some(ConsumerEvent::Revoked { partitions, reply }) => {
+                    tracing::info!(partitions = ?partitions, "partitions revoked: flushing before they go");
+                    let positions = task.flush().await?;
+                    let _ = reply.send(positions);
+                }
+            },
+            _ = tick.tick() => {
+                let positions = task.flush().await?;
+                commit(consumer, positions, task.counters).await;
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+    Ok(())
+}
+
+/// A failed commit is not fatal: the records are re-read, never lost.
+async fn commit(
+    consumer: &SinkConsumer,
+    positions: Vec<(String, i32, i64)>,
+    counters: &TaskCounters,
+) {
+    let n = positions.len() as u64;
+    match consumer.commit(positions).await {
+        Ok(()) => TaskCounters::add(&counters.offsets_committed, n),
+        Err(e) => tracing::warn!("committing sink offsets failed (records will be re-read): {e}"),
+    }
 }

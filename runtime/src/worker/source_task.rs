@@ -10,10 +10,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 use wharf_records::Record;
 
-use crate::offsets::{canonical, FileOffsetStore};
+use crate::kafka::{KafkaHub, SourceProducer, TopicCreation};
+use crate::offsets::{canonical, OffsetStore};
 use crate::plugin::{CallError, Limits, Plugin, SourceInstance, TaskId};
 
-use super::bus::{BatchAck, Bus};
+use super::ack::BatchAck;
+use super::bus::Bus;
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
 
@@ -28,6 +30,43 @@ pub struct SourceTaskSpec {
     pub shutdown_timeout: Duration,
 }
 
+/// Where a source task's records go.
+pub enum Destination {
+    Bus(Arc<Bus>),
+    Kafka {
+        hub: Arc<KafkaHub>,
+        producer: Arc<SourceProducer>,
+        creation: Option<TopicCreation>,
+    },
+}
+
+impl Destination {
+    async fn publish(&self, records: Vec<Record>) -> Result<Arc<BatchAck>, Failure> {
+        match self {
+            Destination::Bus(bus) => Ok(bus.publish(records).await),
+            Destination::Kafka {
+                hub,
+                producer,
+                creation,
+            } => {
+                producer
+                    .prepare_topics(hub.admin(), &records, creation.as_ref())
+                    .await
+                    .map_err(|e| Failure(e.to_string()))?;
+                Ok(producer.publish(&records).await)
+            }
+        }
+    }
+
+    /// In-process only: topics that no sink reads are dropped, said once.
+    fn has_readers(&self, topic: &str) -> bool {
+        match self {
+            Destination::Bus(bus) => bus.has_subscribers(topic),
+            Destination::Kafka { .. } => true,
+        }
+    }
+}
+
 /// Why a task stopped working, for its FAILED trace.
 #[derive(Debug)]
 struct Failure(String);
@@ -40,14 +79,14 @@ impl From<(String, CallError)> for Failure {
 
 pub async fn run(
     spec: SourceTaskSpec,
-    bus: Arc<Bus>,
-    offsets: FileOffsetStore,
+    dest: Destination,
+    offsets: OffsetStore,
     status: StatusBoard,
     counters: Arc<TaskCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let id = spec.id.clone();
-    match run_inner(&spec, &bus, &offsets, &status, &counters, &mut shutdown).await {
+    match run_inner(&spec, &dest, &offsets, &status, &counters, &mut shutdown).await {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
             tracing::info!(connector = %id.connector, task = id.task, "source task stopped");
@@ -79,8 +118,12 @@ impl Pending {
         merged.into_values().collect()
     }
 
-    fn lost(&self) -> bool {
-        self.queue.iter().any(|(a, _)| a.is_lost())
+    /// The reason a batch was lost downstream, if one was.
+    fn lost(&self) -> Option<String> {
+        self.queue
+            .iter()
+            .find(|(a, _)| a.is_lost())
+            .map(|(a, _)| a.reason().unwrap_or_else(|| "lost downstream".into()))
     }
 }
 
@@ -102,7 +145,7 @@ async fn commit(
     spec: &SourceTaskSpec,
     inst: &mut SourceInstance,
     pending: &mut Pending,
-    offsets: &FileOffsetStore,
+    offsets: &OffsetStore,
     counters: &TaskCounters,
 ) -> Result<(), Failure> {
     let acked = pending.take_acked();
@@ -125,8 +168,8 @@ async fn commit(
 
 async fn run_inner(
     spec: &SourceTaskSpec,
-    bus: &Bus,
-    offsets: &FileOffsetStore,
+    dest: &Destination,
+    offsets: &OffsetStore,
     status: &StatusBoard,
     counters: &TaskCounters,
     shutdown: &mut watch::Receiver<bool>,
@@ -179,18 +222,17 @@ async fn run_inner(
             };
             TaskCounters::add(&counters.records_out, out.len() as u64);
             for r in &out {
-                if !bus.has_subscribers(&r.topic) && unread.insert(r.topic.clone()) {
+                if !dest.has_readers(&r.topic) && unread.insert(r.topic.clone()) {
                     tracing::warn!(connector = %id.connector, topic = %r.topic, "no sink reads this topic and no Kafka is configured: its records are dropped");
                 }
             }
-            let ack = bus.publish(out).await;
+            let ack = dest.publish(out).await?;
             pending.queue.push_back((ack, batch_offsets));
         }
-        if pending.lost() {
-            return Err(Failure(
-                "a downstream sink task failed; uncommitted records will be re-read on restart"
-                    .into(),
-            ));
+        if let Some(reason) = pending.lost() {
+            return Err(Failure(format!(
+                "{reason}; records after the last committed offset will be re-read on restart"
+            )));
         }
         if last_commit.elapsed() >= spec.commit_interval {
             commit(spec, &mut inst, &mut pending, offsets, counters).await?;

@@ -1,0 +1,167 @@
+//! What the wasm boundary costs: datagen → identity transform → discarding
+//! sink, 200-byte records, at batch sizes 1, 100 and 1000, driven three ways:
+//!   native  the same plugin crates compiled natively, called through the SDK traits;
+//!   wasm    the built components, called through the host's instances (one
+//!           poll, one apply, one put per batch, each crossing the boundary);
+//!   worker  the full standalone worker (tasks, bounded queues, offset commits).
+//! Prints a table; run it with `bench/run plugin-overhead`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wharf::config::parse;
+use wharf::offsets::FileOffsetStore;
+use wharf::plugin::{Limits, PluginHost, TaskId, TEST_PLUGIN_DIR};
+use wharf::worker;
+use wharf_sdk::{Config, Plugin, Sink, Source, Transform};
+
+const RECORD_SIZE: usize = 200;
+const BATCHES: [u32; 3] = [1, 100, 1000];
+
+fn datagen_config() -> Vec<(String, String)> {
+    [
+        ("topic", "bench"),
+        ("rate", "0"),
+        ("record.size", "200"),
+        ("partitions", "1"),
+        ("max.records", "0"),
+        ("seed", "42"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn measure_for() -> Duration {
+    let secs = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Records per second through the natively compiled plugin crates.
+fn native(batch: u32) -> anyhow::Result<f64> {
+    let spec = <wharf_datagen::Datagen as Plugin>::config_spec();
+    let config = Config::from_pairs(datagen_config()).with_defaults(&spec);
+    let mut source = wharf_datagen::Datagen::open(&config, Vec::new())
+        .map_err(|e| anyhow::anyhow!("datagen open: {e}"))?;
+    let empty = Config::from_pairs(Vec::new());
+    let mut transform = wharf_identity::Identity::open(&empty)
+        .map_err(|e| anyhow::anyhow!("identity open: {e}"))?;
+    let mut sink =
+        wharf_discard::Discard::open(&empty).map_err(|e| anyhow::anyhow!("discard open: {e}"))?;
+    let (deadline, start) = (measure_for(), Instant::now());
+    let mut n = 0u64;
+    while start.elapsed() < deadline {
+        let mut out = Vec::with_capacity(batch as usize);
+        source
+            .poll(batch, &mut out)
+            .map_err(|e| anyhow::anyhow!("poll: {e}"))?;
+        let out = transform
+            .apply(out)
+            .map_err(|e| anyhow::anyhow!("apply: {e}"))?;
+        n += out.len() as u64;
+        sink.put(out).map_err(|e| anyhow::anyhow!("put: {e}"))?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Records per second through the wasm components, one call per stage per batch.
+async fn wasm(host: &PluginHost, batch: u32) -> anyhow::Result<f64> {
+    let id = |n: &str| TaskId {
+        connector: format!("bench-{n}"),
+        task: 0,
+    };
+    let limits = Limits::default();
+    let datagen = host.load("datagen").await?;
+    let identity = host
+        .load(&format!("{TEST_PLUGIN_DIR}/wharf_identity.wasm"))
+        .await?;
+    let discard = host
+        .load(&format!("{TEST_PLUGIN_DIR}/wharf_discard.wasm"))
+        .await?;
+    let mut source = datagen.source(id("source"), limits.clone()).await?;
+    source.open(&datagen_config(), &[]).await?;
+    let mut transform = identity.transform(id("transform"), limits.clone()).await?;
+    transform.open(&[]).await?;
+    let mut sink = discard.sink(id("sink"), limits).await?;
+    sink.open(&[]).await?;
+    let (deadline, start) = (measure_for(), Instant::now());
+    let mut n = 0u64;
+    while start.elapsed() < deadline {
+        let records = source.poll(batch).await?;
+        let records = transform.apply(&records).await?;
+        n += records.len() as u64;
+        sink.put(&records).await?;
+    }
+    sink.flush().await?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Records per second through the standalone worker with the same plugins.
+async fn worker_run(host: &PluginHost, batch: u32, dir: &std::path::Path) -> anyhow::Result<f64> {
+    let source = format!(
+        "name: bench-source\nconfig:\n  connector.class: datagen\n  topic: bench\n  rate: 0\n  \
+         record.size: {RECORD_SIZE}\n  partitions: 1\n  batch.max.records: {batch}\n  \
+         transforms: id\n  transforms.id.type: {TEST_PLUGIN_DIR}/wharf_identity.wasm\n"
+    );
+    let sink = format!(
+        "name: bench-sink\nconfig:\n  connector.class: {TEST_PLUGIN_DIR}/wharf_discard.wasm\n  \
+         topics: bench\n"
+    );
+    let configs = vec![
+        parse(&source, "bench-source.yaml", None)?,
+        parse(&sink, "bench-sink.yaml", None)?,
+    ];
+    let prepared = worker::prepare_all(host, &configs).await?;
+    let offsets = FileOffsetStore::open(&dir.join(format!("offsets-{batch}.json")))?;
+    let running = worker::start(prepared, offsets, None).await?;
+    let sunk = || {
+        running
+            .status
+            .snapshot()
+            .iter()
+            .filter(|(c, ..)| c == "bench-sink")
+            .map(|(.., counters)| {
+                counters
+                    .records_in
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum::<u64>()
+    };
+    // Warm up (instantiation, first compile), then measure a steady window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, start) = (sunk(), Instant::now());
+    tokio::time::sleep(measure_for()).await;
+    let rate = (sunk() - before) as f64 / start.elapsed().as_secs_f64();
+    running.stop().await;
+    Ok(rate)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let dir = std::env::temp_dir().join(format!("wharf-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("bench scratch dir")?;
+    let host = PluginHost::new(Some(dir.join("components")))?;
+    println!(
+        "plugin overhead: datagen -> identity -> discard, {RECORD_SIZE}-byte records, {:.0}s per cell",
+        measure_for().as_secs_f64()
+    );
+    println!(
+        "| batch | native rec/s | wasm rec/s | wasm/native | wasm µs/batch (3 calls) | worker rec/s |"
+    );
+    println!("|------:|-------------:|-----------:|------------:|------------------------:|-------------:|");
+    for batch in BATCHES {
+        let n = native(batch)?;
+        let w = rt.block_on(wasm(&host, batch))?;
+        let full = rt.block_on(worker_run(&host, batch, &dir))?;
+        println!(
+            "| {batch:>5} | {n:>12.0} | {w:>10.0} | {:>10.1}% | {:>23.2} | {full:>12.0} |",
+            100.0 * w / n,
+            1e6 * batch as f64 / w,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

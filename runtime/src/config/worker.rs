@@ -1,0 +1,223 @@
+//! The worker config (Connect's `worker.properties`, as YAML): where Kafka
+//! is, where offsets live, and client overrides. A standalone run without one
+//! connects sources to sinks in-process and keeps offsets in a local file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
+
+use super::flatten::flatten;
+use super::{secrets, ConfigError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OffsetStorage {
+    File(PathBuf),
+    Kafka { topic: String, partitions: i32 },
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub origin: String,
+    /// Every key, flat, secrets resolved.
+    pub map: BTreeMap<String, String>,
+    pub bootstrap_servers: Option<String>,
+    pub offset_storage: OffsetStorage,
+    pub topic_creation_enable: bool,
+    pub offset_flush_timeout: Duration,
+}
+
+pub const DEFAULT_OFFSETS_FILE: &str = ".wharf/standalone.offsets.json";
+pub const DEFAULT_OFFSETS_TOPIC: &str = "wharf-offsets";
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            origin: "<defaults>".into(),
+            map: BTreeMap::new(),
+            bootstrap_servers: None,
+            offset_storage: OffsetStorage::File(DEFAULT_OFFSETS_FILE.into()),
+            topic_creation_enable: true,
+            offset_flush_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerConfig {
+    fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            file: self.origin.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Keys under `prefix.` with the prefix removed (`producer.`, `consumer.`, `admin.`).
+    pub fn prefixed(&self, prefix: &str) -> Vec<(String, String)> {
+        let p = format!("{prefix}.");
+        self.map
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
+            .collect()
+    }
+
+    /// Builds from a flat map, checking every key this module reads.
+    pub fn from_map(origin: &str, map: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut c = WorkerConfig {
+            origin: origin.to_string(),
+            map,
+            ..WorkerConfig::default()
+        };
+        c.bootstrap_servers = c
+            .map
+            .get("bootstrap.servers")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let file = c
+            .map
+            .get("offset.storage.file.filename")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_OFFSETS_FILE.into());
+        let topic = c
+            .map
+            .get("offset.storage.topic")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_OFFSETS_TOPIC.into());
+        let partitions = match c.map.get("offset.storage.partitions") {
+            None => 25,
+            Some(v) => match v.parse::<i32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(c.key_error(
+                        "offset.storage.partitions",
+                        "must be an integer of at least 1",
+                    ))
+                }
+            },
+        };
+        c.offset_storage = match c.map.get("offset.storage").map(String::as_str) {
+            None | Some("file") => OffsetStorage::File(file.into()),
+            Some("kafka") if c.bootstrap_servers.is_some() => {
+                OffsetStorage::Kafka { topic, partitions }
+            }
+            Some("kafka") => {
+                return Err(c.key_error(
+                    "offset.storage",
+                    "'kafka' needs bootstrap.servers to be set",
+                ))
+            }
+            Some(other) => {
+                return Err(c.key_error(
+                    "offset.storage",
+                    format!("'{other}' is not one of: file, kafka"),
+                ))
+            }
+        };
+        c.topic_creation_enable = match c.map.get("topic.creation.enable").map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(c.key_error(
+                    "topic.creation.enable",
+                    format!("'{other}' is not a boolean"),
+                ))
+            }
+        };
+        if let Some(v) = c.map.get("offset.flush.timeout.ms") {
+            match v.parse::<u64>() {
+                Ok(ms) if ms > 0 => c.offset_flush_timeout = Duration::from_millis(ms),
+                _ => {
+                    return Err(c.key_error(
+                        "offset.flush.timeout.ms",
+                        "must be a positive integer (milliseconds)",
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Reads a worker config file (YAML; nested keys flatten with dots).
+pub fn load_worker(path: &Path) -> Result<WorkerConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    if !doc.is_mapping() {
+        return Err(ConfigError::Shape {
+            file,
+            message: "a worker config is a mapping of keys".into(),
+        });
+    }
+    let raw = flatten(&doc).map_err(|(key, message)| ConfigError::Key {
+        file: file.clone(),
+        key,
+        message,
+    })?;
+    let mut map = BTreeMap::new();
+    for (key, value) in raw {
+        let (resolved, _) =
+            secrets::resolve(&value, path.parent()).map_err(|message| ConfigError::Key {
+                file: file.clone(),
+                key: key.clone(),
+                message,
+            })?;
+        map.insert(key, resolved);
+    }
+    WorkerConfig::from_map(&file, map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_offsets_need_bootstrap_servers() {
+        let e = WorkerConfig::from_map("w.yaml", map(&[("offset.storage", "kafka")]))
+            .expect_err("no brokers");
+        assert!(e.to_string().contains("offset.storage"), "{e}");
+        let c = WorkerConfig::from_map(
+            "w.yaml",
+            map(&[
+                ("offset.storage", "kafka"),
+                ("bootstrap.servers", "127.0.0.1:9092"),
+                ("producer.linger.ms", "20"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.offset_storage,
+            OffsetStorage::Kafka {
+                topic: "wharf-offsets".into(),
+                partitions: 25
+            }
+        );
+        assert_eq!(
+            c.prefixed("producer"),
+            vec![("linger.ms".into(), "20".into())]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e =
+            WorkerConfig::from_map("w.yaml", map(&[("offset.storage", "redis")])).expect_err("bad");
+        assert!(
+            e.to_string().contains("w.yaml") && e.to_string().contains("redis"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! The sink side: one consumer per sink task in the connector's group
+//! (`connect-<name>`), polled on its own thread. Records reach the task
+//! through a bounded channel; when the task falls behind, the thread pauses
+//! its partitions (and keeps polling, so the group keeps it) instead of
+//! buffering. On revocation the thread asks the task to flush, then commits
+//! what the sink made durable before letting the partitions go.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use wharf_records::Record;
+
+use super::{client_config, client_err, KafkaError};
+
+/// What the polling thread tells its task.
+pub enum ConsumerEvent {
+    Records(Vec<Record>),
+    /// These partitions are being taken away: flush, then reply with the
+    /// next offsets to commit (topic, partition, next offset) for everything
+    /// flushed; the thread commits them before the partitions go.
+    Revoked {
+        partitions: Vec<(String, i32)>,
+        reply: std::sync::mpsc::SyncSender<Vec<(String, i32, i64)>>,
+    },
+}
+
+/// Batches a sink task may have waiting before its consumer pauses.
+const QUEUE_BATCHES: usize = 4;
+
+pub struct SinkContext {
+    tx: mpsc::Sender<ConsumerEvent>,
+    /// A batch the thread could not hand over yet (the task is behind).
+    held: Arc<Mutex<Option<Vec<Record>>>>,
+    rebalances: AtomicU64,
+    label: String,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        // Records not yet handed over for revoked partitions belong to the
+        // next owner now; it will read them from the committed offset.
+        if let Some(batch) = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            batch.retain(|r| {
+                !partitions
+                    .iter()
+                    .any(|(t, p)| *t == r.topic && Some(*p) == r.partition)
+            });
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let asked = self
+            .tx
+            .blocking_send(ConsumerEvent::Revoked {
+                partitions: partitions.clone(),
+                reply,
+            })
+            .is_ok();
+        // The task ending (or failing) drops the reply: nothing to commit.
+        let Some(offsets) = asked.then(|| answer.recv().ok()).flatten() else {
+            return;
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        match commit_list(&offsets) {
+            Ok(tpl) => match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(consumer = %self.label, partitions = ?partitions, "flushed and committed before revocation")
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %self.label, "commit before revocation failed (records will be re-read): {e}")
+                }
+            },
+            Err(e) => tracing::warn!(consumer = %self.label, "{e}"),
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(consumer = %self.label, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+fn commit_list(offsets: &[(String, i32, i64)]) -> Result<TopicPartitionList, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+            .map_err(client_err("building commit list"))?;
+    }
+    Ok(tpl)
+}
+
+pub struct SinkConsumer {
+    pub events: mpsc::Receiver<ConsumerEvent>,
+    consumer: Arc<BaseConsumer<SinkContext>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    // Connect's sink default: a new group starts at the beginning.
+    ("auto.offset.reset", "earliest"),
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    // Bounds prefetch per partition, so a slow sink keeps memory flat.
+    ("queued.max.messages.kbytes", "8192"),
+    ("fetch.message.max.bytes", "1048576"),
+];
+
+impl SinkConsumer {
+    pub fn start(
+        bootstrap: &str,
+        layers: &[Vec<(String, String)>],
+        connector: &str,
+        task: i32,
+        topics: &[String],
+        batch_max: usize,
+    ) -> Result<Self, KafkaError> {
+        let label = format!("{connector}-{task}");
+        let mut config = client_config(bootstrap, DEFAULTS, layers);
+        config.set("group.id", format!("connect-{connector}"));
+        config.set("client.id", format!("connector-consumer-{label}"));
+        let (tx, events) = mpsc::channel(QUEUE_BATCHES);
+        let held = Arc::new(Mutex::new(None));
+        let context = SinkContext {
+            tx: tx.clone(),
+            held: held.clone(),
+            rebalances: AtomicU64::new(0),
+            label: label.clone(),
+        };
+        let consumer: BaseConsumer<SinkContext> = config
+            .create_with_context(context)
+            .map_err(client_err(format!("consumer {label}")))?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topic_refs)
+            .map_err(client_err(format!("subscribing {label} to {topics:?}")))?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (consumer, stop) = (consumer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("consumer-{label}"))
+                .spawn(move || poll_loop(&consumer, &tx, &held, &stop, batch_max.max(1)))
+                .map_err(|e| KafkaError::Timeout(format!("starting consumer thread: {e}")))?
+        };
+        Ok(SinkConsumer {
+            events,
+            consumer,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Commits (synchronously, off the async threads) the next offsets to read.
+    pub async fn commit(&self, offsets: Vec<(String, i32, i64)>) -> Result<(), KafkaError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let tpl = commit_list(&offsets)?;
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(client_err("committing sink offsets"))
+        })
+        .await
+        .map_err(|e| KafkaError::Timeout(format!("commit task: {e}")))?
+    }
+
+    /// Stops polling; the caller commits what it flushed, then drops this.
+    pub async fn stop_polling(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.events.close();
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// Leaves the group (off the async threads).
+    pub async fn close(mut self) {
+        self.stop_polling().await;
+        let consumer = self.consumer.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+    }
+}
+
+impl Drop for SinkConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: m.topic().to_string(),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        source: None,
+    }
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<SinkContext>,
+    tx: &mpsc::Sender<ConsumerEvent>,
+    held: &Mutex<Option<Vec<Record>>>,
+    stop: &AtomicBool,
+    batch_max: usize,
+) {
+    let lock = || held.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut paused_at: Option<u64> = None;
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    while !stop.load(Ordering::Acquire) {
+        // Hand over what is held; pause while the task is behind.
+        let pending = lock().take();
+        if let Some(batch) = pending {
+            if batch.is_empty() {
+                continue;
+            }
+            match tx.try_send(ConsumerEvent::Records(batch)) {
+                Ok(()) => {
+                    if paused_at.take().is_some() {
+                        set_paused(consumer, false);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(ConsumerEvent::Records(batch))) => {
+                    *lock() = Some(batch);
+                    let generation = consumer.context().rebalances.load(Ordering::Relaxed);
+                    if paused_at != Some(generation) {
+                        // (Re)pause: new assignments arrive unpaused.
+                        set_paused(consumer, true);
+                        paused_at = Some(generation);
+                    }
+                    // Keep polling, so the group keeps us and rebalances run.
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                        if let Some(b) = lock().as_mut() {
+                            b.push(to_record(&m));
+                        }
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            }
+        }
+        let mut batch = Vec::new();
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < batch_max {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => batch.push(to_record(&m)),
+                Some(Err(e)) => {
+                    let n = errors.entry(e.to_string()).or_default();
+                    *n += 1;
+                    if n.is_power_of_two() {
+                        tracing::warn!(times = *n, "consumer error: {e}");
+                    }
+                    break;
+                }
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        if !batch.is_empty() {
+            let mut h = lock();
+            match h.as_mut() {
+                Some(b) => b.extend(batch),
+                None => *h = Some(batch),
+            }
+        }
+    }
+}
+
+fn set_paused(consumer: &BaseConsumer<SinkContext>, pause: bool) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let r = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    if let Err(e) = r {
+        tracing::warn!(pause, "pausing/resuming partitions: {e}");
+    }
+}
