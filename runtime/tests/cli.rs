@@ -2,41 +2,12 @@
 //! are reported before anything starts, a restart resumes from stored
 //! offsets (no gap after SIGINT or kill -9), and the plugin scaffold builds.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+mod common;
 
-fn tempdir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let d = std::env::temp_dir().join(format!("wharf-cli-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("tempdir");
-    d
-}
-
-fn wharf(dir: &Path, args: &[&str]) -> Output {
-    Command::new(WHARF)
-        .args(args)
-        .current_dir(dir)
-        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
-        .output()
-        .expect("run wharf")
-}
-
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(WHARF)
-        .args(args)
-        .current_dir(dir)
-        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn wharf")
-}
+use common::*;
 
 #[test]
 fn bad_configs_are_reported_by_file_and_key_and_start_nothing() {
@@ -119,45 +90,6 @@ config:
   topics: seq
   file: out.jsonl
 ";
-
-/// (partition -> sequence numbers in file order) from the sink's output.
-fn read_output(path: &Path) -> std::collections::BTreeMap<u64, Vec<u64>> {
-    let mut out = std::collections::BTreeMap::<u64, Vec<u64>>::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-        let p = v["partition"].as_u64().expect("partition");
-        out.entry(p)
-            .or_default()
-            .push(v["seq"].as_u64().expect("seq"));
-    }
-    out
-}
-
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
-fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
-    let start = Instant::now();
-    while lines(path) < n {
-        assert!(
-            start.elapsed() < limit,
-            "only {} of {n} lines after {limit:?}",
-            lines(path)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
 
 #[test]
 fn restart_resumes_from_stored_offsets_without_gaps() {

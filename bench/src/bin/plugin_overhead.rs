@@ -99,6 +99,48 @@ async fn wasm(host: &PluginHost, batch: u32) -> anyhow::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Each wasm stage alone at batch 1000, records per second: where the time goes.
+async fn stages(host: &PluginHost) -> anyhow::Result<(f64, f64, f64)> {
+    let id = |n: &str| TaskId {
+        connector: format!("bench-{n}"),
+        task: 0,
+    };
+    let limits = Limits::default();
+    let datagen = host.load("datagen").await?;
+    let identity = host
+        .load(&format!("{TEST_PLUGIN_DIR}/wharf_identity.wasm"))
+        .await?;
+    let discard = host
+        .load(&format!("{TEST_PLUGIN_DIR}/wharf_discard.wasm"))
+        .await?;
+    let mut source = datagen.source(id("source"), limits.clone()).await?;
+    source.open(&datagen_config(), &[]).await?;
+    let mut transform = identity.transform(id("transform"), limits.clone()).await?;
+    transform.open(&[]).await?;
+    let mut sink = discard.sink(id("sink"), limits).await?;
+    sink.open(&[]).await?;
+    let batch = source.poll(1000).await?;
+    let window = measure_for() / 2;
+
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < window {
+        n += source.poll(1000).await?.len() as u64;
+    }
+    let poll = n as f64 / start.elapsed().as_secs_f64();
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < window {
+        n += transform.apply(&batch).await?.len() as u64;
+    }
+    let apply = n as f64 / start.elapsed().as_secs_f64();
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < window {
+        sink.put(&batch).await?;
+        n += batch.len() as u64;
+    }
+    let put = n as f64 / start.elapsed().as_secs_f64();
+    Ok((poll, apply, put))
+}
+
 /// Records per second through the standalone worker with the same plugins.
 async fn worker_run(host: &PluginHost, batch: u32, dir: &std::path::Path) -> anyhow::Result<f64> {
     let source = format!(
@@ -162,6 +204,12 @@ fn main() -> anyhow::Result<()> {
             1e6 * batch as f64 / w,
         );
     }
+    let (poll, apply, put) = rt.block_on(stages(&host))?;
+    println!();
+    println!("wasm stages alone, batch 1000 (host encode/decode included):");
+    println!("| datagen poll rec/s | identity apply rec/s | discard put rec/s |");
+    println!("|-------------------:|---------------------:|------------------:|");
+    println!("| {poll:>18.0} | {apply:>20.0} | {put:>17.0} |");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -131,6 +131,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Bounds prefetch per partition, so a slow sink keeps memory flat.
     ("queued.max.messages.kbytes", "8192"),
+    // A dead worker's partitions move after this long (Connect's 10 s).
+    ("session.timeout.ms", "10000"),
     ("fetch.message.max.bytes", "1048576"),
 ];
 
@@ -147,6 +149,12 @@ impl SinkConsumer {
         let mut config = client_config(bootstrap, DEFAULTS, layers);
         config.set("group.id", format!("connect-{connector}"));
         config.set("client.id", format!("connector-consumer-{label}"));
+        // Static membership: a task restarted after a crash takes its
+        // partitions back at once instead of waiting out the dead member's
+        // session. An explicit consumer setting wins.
+        if config.get("group.instance.id").is_none() {
+            config.set("group.instance.id", format!("connector-consumer-{label}"));
+        }
         let (tx, events) = mpsc::channel(QUEUE_BATCHES);
         let held = Arc::new(Mutex::new(None));
         let context = SinkContext {

@@ -1,0 +1,77 @@
+//! Helpers shared by the tests that drive the `wharf` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = std::env::temp_dir().join(format!("wharf-cli-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}
+
+pub fn wharf(dir: &Path, args: &[&str]) -> Output {
+    Command::new(WHARF)
+        .args(args)
+        .current_dir(dir)
+        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+        .output()
+        .expect("run wharf")
+}
+
+pub fn spawn(dir: &Path, args: &[&str]) -> Child {
+    Command::new(WHARF)
+        .args(args)
+        .current_dir(dir)
+        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn wharf")
+}
+
+/// (partition -> sequence numbers in file order) from the sink's output.
+pub fn read_output(path: &Path) -> std::collections::BTreeMap<u64, Vec<u64>> {
+    let mut out = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        let p = v["partition"].as_u64().expect("partition");
+        out.entry(p)
+            .or_default()
+            .push(v["seq"].as_u64().expect("seq"));
+    }
+    out
+}
+
+pub fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+pub fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
+    let start = Instant::now();
+    while lines(path) < n {
+        assert!(
+            start.elapsed() < limit,
+            "only {} of {n} lines after {limit:?}",
+            lines(path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
