@@ -2,6 +2,7 @@
 //! are reported before anything starts, a restart resumes from stored
 //! offsets (no gap after SIGINT or kill -9), and the plugin scaffold builds.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

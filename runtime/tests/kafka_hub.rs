@@ -30,8 +30,11 @@ fn consumer(group: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
+/// (partition, key, value) of one message.
+type Msg = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every message of a topic, read from the beginning to the end as of now.
-fn read_topic(topic: &str) -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn read_topic(topic: &str) -> Vec<Msg> {
     let c = consumer("wharf-test-reader");
     let meta = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
