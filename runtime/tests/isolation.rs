@@ -11,9 +11,15 @@ use wharf::plugin::{PluginHost, TEST_PLUGIN_DIR};
 use wharf::worker::{self, State};
 
 fn misbehaving(name: &str, mode: &str) -> String {
+    misbehaving_with(name, mode, 600_000)
+}
+
+/// `backoff_ms`: the first automatic restart's delay (long: stays FAILED).
+fn misbehaving_with(name: &str, mode: &str, backoff_ms: u64) -> String {
     format!(
         "name: {name}\nconfig:\n  connector.class: {TEST_PLUGIN_DIR}/wharf_misbehave.wasm\n  mode: {mode}\n  \
-         plugin.call.timeout.ms: 1000\n  plugin.memory.max.bytes: 67108864\n"
+         plugin.call.timeout.ms: 1000\n  plugin.memory.max.bytes: 67108864\n  \
+         task.restart.backoff.initial.ms: {backoff_ms}\n  task.restart.backoff.max.ms: {backoff_ms}\n"
     )
 }
 
@@ -191,4 +197,40 @@ fn rand_suffix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_restarts_itself_with_backoff() {
+    let dir = tempdir("restart");
+    let host = PluginHost::new(None).expect("engine");
+    let config = parse(
+        &misbehaving_with("crashy", "trap", 150),
+        "crashy.yaml",
+        None,
+    )
+    .expect("config");
+    let prepared = worker::prepare_all(&host, &[config]).await.expect("valid");
+    let offsets = FileOffsetStore::open(&dir.join("o.json")).expect("offsets");
+    let running = worker::start(prepared, offsets, None).await.expect("start");
+    let started = Instant::now();
+    let mut states = std::collections::BTreeSet::new();
+    loop {
+        let snap = running.status.snapshot();
+        let (_, _, status, counters) = snap.first().expect("one task");
+        states.insert(format!("{:?}", status.state));
+        let restarts = counters.restarts.load(std::sync::atomic::Ordering::Relaxed);
+        if restarts >= 3 && states.contains("Failed") {
+            assert!(
+                status.trace.as_deref().unwrap_or_default().contains("trap"),
+                "{status:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "only {restarts} restarts; states seen {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
 }

@@ -102,6 +102,9 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(hub) = &hub {
+        worker::fence_exactly_once(&prepared, hub).await?;
+    }
     let offsets = open_offsets(&worker_config, opts.offsets.as_deref(), hub.as_deref()).await?;
     tracing::info!(offsets = %offsets.describe(), "source offsets store");
     let mut running = worker::start(prepared, offsets, hub.clone()).await?;

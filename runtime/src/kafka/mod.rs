@@ -6,6 +6,7 @@
 mod consumer;
 mod producer;
 mod topics;
+mod transactional;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::config::{ConnectorConfig, WorkerConfig};
 pub use consumer::{ConsumerEvent, SinkConsumer};
 pub use producer::SourceProducer;
 pub use topics::{ensure_topic, TopicCreation};
+pub use transactional::{transactional_id, TransactionalProducer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
@@ -100,6 +102,10 @@ impl KafkaHub {
         &self.bootstrap
     }
 
+    pub fn shared_producer(&self) -> Arc<SourceProducer> {
+        self.shared_producer.clone()
+    }
+
     pub fn admin(&self) -> &AdminClient<DefaultClientContext> {
         &self.admin
     }
@@ -131,6 +137,24 @@ impl KafkaHub {
             connector_prefixed(c, "consumer.override"),
         ];
         SinkConsumer::start(&self.bootstrap, &layers, &c.name, task, topics, batch_max)
+    }
+
+    /// A task's transactional producer (exactly-once sources), created and
+    /// initialised off the async threads; this fences any previous producer
+    /// with the same id and aborts its open transaction.
+    pub async fn transactional_producer(
+        &self,
+        c: &ConnectorConfig,
+        task: i32,
+    ) -> Result<TransactionalProducer, KafkaError> {
+        let layers = vec![
+            self.worker.prefixed("producer"),
+            connector_prefixed(c, "producer.override"),
+        ];
+        let (bootstrap, id) = (self.bootstrap.clone(), transactional_id(&c.name, task));
+        tokio::task::spawn_blocking(move || TransactionalProducer::new(&bootstrap, &layers, &id))
+            .await
+            .map_err(|e| KafkaError::Timeout(format!("transactional producer task: {e}")))?
     }
 
     /// Blocks (off the async threads) until produced records are delivered.

@@ -95,6 +95,14 @@ impl KafkaOffsetStore {
         self.write(writes).await
     }
 
+    /// Records offsets that were written in a producer transaction.
+    pub async fn remember(&self, connector: &str, offsets: &[(Value, Value)]) {
+        let mut entries = self.entries.lock().await;
+        for (p, o) in offsets {
+            entries.insert(offset_key(connector, p), o.clone());
+        }
+    }
+
     pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {
         let keys: Vec<(String, Option<Value>)> = {
             let entries = self.entries.lock().await;

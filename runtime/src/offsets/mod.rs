@@ -106,6 +106,21 @@ impl OffsetStore {
         }
     }
 
+    /// Offsets already written elsewhere (inside a Kafka transaction).
+    pub async fn remember(&self, connector: &str, offsets: &[(Value, Value)]) {
+        if let OffsetStore::Kafka(k) = self {
+            k.remember(connector, offsets).await;
+        }
+    }
+
+    /// The Kafka topic holding offsets, when they live in Kafka.
+    pub fn kafka_topic(&self) -> Option<&str> {
+        match self {
+            OffsetStore::Kafka(k) => Some(k.topic()),
+            OffsetStore::File(_) => None,
+        }
+    }
+
     pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {
         match self {
             OffsetStore::File(f) => f.reset(connector).await,

@@ -4,10 +4,13 @@
 
 mod ack;
 mod bus;
+mod converters;
+mod errors;
 mod grants;
 mod sink_task;
 mod source_task;
 pub mod status;
+mod supervisor;
 mod transforms;
 
 use std::collections::BTreeSet;
@@ -48,6 +51,20 @@ pub struct Prepared {
     shutdown_timeout: Duration,
     topics: Vec<String>,
     topic_creation: Option<TopicCreation>,
+    errors: errors::ErrorPolicy,
+    restart: supervisor::RestartPolicy,
+    exactly_once: ExactlyOnce,
+}
+
+/// Connect's `exactly.once.support` for a source connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExactlyOnce {
+    /// At-least-once (the key is absent).
+    Off,
+    /// Exactly-once when offsets live in Kafka, else at-least-once.
+    Requested,
+    /// Exactly-once, or the connector does not start.
+    Required,
 }
 
 /// Validates one connector: host-owned keys, then the plugin's own
@@ -104,6 +121,44 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
     let topic_creation = TopicCreation::from_connector(c).unwrap_or_else(|e| {
         errors.push(e);
         None
+    });
+    let restart = supervisor::RestartPolicy::from_connector(c).unwrap_or_else(|e| {
+        errors.extend(e);
+        supervisor::RestartPolicy {
+            enabled: false,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            max_attempts: None,
+        }
+    });
+    let exactly_once = match c.get("exactly.once.support").map(str::trim) {
+        None => ExactlyOnce::Off,
+        Some("requested") => ExactlyOnce::Requested,
+        Some("required") => ExactlyOnce::Required,
+        Some(v) => {
+            errors.push(c.key_error(
+                "exactly.once.support",
+                format!("'{v}' is not one of: requested, required"),
+            ));
+            ExactlyOnce::Off
+        }
+    };
+    match c.get("transaction.boundary").map(str::trim) {
+        None | Some("poll") => {}
+        Some(v) => errors.push(c.key_error(
+            "transaction.boundary",
+            format!(
+                "'{v}' is not supported: Wharf commits one transaction per polled batch ('poll')"
+            ),
+        )),
+    }
+    if let Err(e) = converters::Converters::from_config(c, &crate::config::WorkerConfig::default())
+    {
+        errors.push(e);
+    }
+    let error_policy = errors::ErrorPolicy::from_connector(c).unwrap_or_else(|e| {
+        errors.push(e);
+        errors::ErrorPolicy::default()
     });
     let (c, fs_dirs) = match grants::filesystem(c) {
         Ok(v) => v,
@@ -162,6 +217,9 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
             shutdown_timeout,
             topics,
             topic_creation,
+            errors: error_policy,
+            restart,
+            exactly_once,
         }),
         _ => Err(errors),
     }
@@ -227,6 +285,27 @@ fn split_err(c: &ConnectorConfig, e: impl std::fmt::Display) -> WorkerError {
     }
 }
 
+/// Exactly-once sources: before offsets are read, fences every producer a
+/// killed worker may have left mid-transaction for these connectors' tasks,
+/// which aborts the open transactions (else `read_committed` readers wait
+/// for the transaction timeout).
+pub async fn fence_exactly_once(prepared: &[Prepared], hub: &KafkaHub) -> Result<(), WorkerError> {
+    for p in prepared
+        .iter()
+        .filter(|p| p.exactly_once != ExactlyOnce::Off && p.plugin.kind() == PluginKind::Source)
+    {
+        for task in 0..p.tasks_max as i32 {
+            hub.transactional_producer(&p.config, task)
+                .await
+                .map_err(|e| WorkerError::Connector {
+                    connector: p.config.name.clone(),
+                    message: format!("fencing task {task}: {e}"),
+                })?;
+        }
+    }
+    Ok(())
+}
+
 /// Starts validated connectors: sinks first, so sources never publish into
 /// queues that do not exist yet. With `kafka`, sources write to Kafka and
 /// sinks read from it; without, they meet in-process.
@@ -272,6 +351,29 @@ pub async fn start(
             .take(p.tasks_max as usize)
             .collect();
         tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
+        let exactly_once = match (p.exactly_once, offsets.kafka_topic(), &kafka) {
+            (ExactlyOnce::Off, _, _) => None,
+            (_, Some(topic), Some(_)) => Some(topic.to_string()),
+            (ExactlyOnce::Requested, _, _) => {
+                tracing::warn!(connector = %p.config.name, "exactly-once requested, but offsets are not in Kafka: running at-least-once");
+                None
+            }
+            (ExactlyOnce::Required, _, _) => {
+                return Err(WorkerError::Config(p.config.key_error(
+                    "exactly.once.support",
+                    "'required' needs Kafka and offsets in Kafka (worker config: bootstrap.servers and offset.storage: kafka)",
+                )))
+            }
+        };
+        let default_worker = crate::config::WorkerConfig::default();
+        let worker_config = kafka.as_ref().map_or(&default_worker, |h| &h.worker);
+        let converters = converters::Converters::from_config(&p.config, worker_config)?;
+        if kafka.is_none() && p.errors.dlq_topic.is_some() {
+            return Err(WorkerError::Config(p.config.key_error(
+                    "errors.deadletterqueue.topic.name",
+                "a dead letter topic needs Kafka: run with a worker config that sets bootstrap.servers",
+            )));
+        }
         if p.plugin.kind() == PluginKind::Sink {
             let n = task_configs.len();
             let mut inputs: Vec<sink_task::SinkInput> = match &kafka {
@@ -303,24 +405,49 @@ pub async fn start(
                     transforms: p.transforms.clone(),
                     limits: p.limits.clone(),
                     flush_interval: p.commit_interval.min(Duration::from_secs(1)),
+                    errors: p.errors.clone(),
+                    converters,
                 };
-                tasks.spawn(sink_task::run(
-                    spec,
-                    input,
+                let mut sup = supervisor::Supervisor::new(
+                    &spec.id.connector,
+                    spec.id.task,
+                    p.restart.clone(),
                     status.clone(),
-                    counters,
+                    counters.clone(),
                     shutdown_rx.clone(),
-                ));
+                );
+                let (status, shutdown_rx) = (status.clone(), shutdown_rx.clone());
+                let mut input = input;
+                tasks.spawn(async move {
+                    loop {
+                        let started = std::time::Instant::now();
+                        let r = sink_task::run(
+                            &spec,
+                            &mut input,
+                            &status,
+                            &counters,
+                            shutdown_rx.clone(),
+                        )
+                        .await;
+                        let again = match r {
+                            Ok(()) => false,
+                            Err(trace) => sup.retry(trace, started).await,
+                        };
+                        if !again {
+                            break;
+                        }
+                    }
+                });
             }
         } else {
-            sources.push((p, task_configs));
+            sources.push((p, task_configs, exactly_once, converters));
         }
     }
     for (topic, sinks) in bus.subscribers() {
         tracing::info!(topic = %topic, sinks = ?sinks, "in-process route");
     }
     let bus = Arc::new(bus);
-    for (p, task_configs) in sources {
+    for (p, task_configs, exactly_once, converters) in sources {
         let producer = match &kafka {
             Some(hub) => Some(
                 hub.producer_for(&p.config)
@@ -337,6 +464,8 @@ pub async fn start(
                     hub: hub.clone(),
                     producer: producer.clone(),
                     creation: p.topic_creation.clone(),
+                    exactly_once: exactly_once.clone(),
+                    connector: Box::new(p.config.clone()),
                 },
                 _ => source_task::Destination::Bus(bus.clone()),
             };
@@ -354,15 +483,40 @@ pub async fn start(
                 batch_max: p.batch_max,
                 commit_interval: p.commit_interval,
                 shutdown_timeout: p.shutdown_timeout,
+                errors: p.errors.clone(),
+                converters,
             };
-            tasks.spawn(source_task::run(
-                spec,
-                dest,
-                offsets.clone(),
+            let mut sup = supervisor::Supervisor::new(
+                &spec.id.connector,
+                spec.id.task,
+                p.restart.clone(),
                 status.clone(),
-                counters,
+                counters.clone(),
                 shutdown_rx.clone(),
-            ));
+            );
+            let (status, offsets, shutdown_rx) =
+                (status.clone(), offsets.clone(), shutdown_rx.clone());
+            tasks.spawn(async move {
+                loop {
+                    let started = std::time::Instant::now();
+                    let r = source_task::run(
+                        &spec,
+                        &dest,
+                        &offsets,
+                        &status,
+                        &counters,
+                        shutdown_rx.clone(),
+                    )
+                    .await;
+                    let again = match r {
+                        Ok(()) => false,
+                        Err(trace) => sup.retry(trace, started).await,
+                    };
+                    if !again {
+                        break;
+                    }
+                }
+            });
         }
     }
     Ok(Running {

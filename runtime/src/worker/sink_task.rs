@@ -14,10 +14,13 @@ use crate::kafka::{ConsumerEvent, KafkaHub, SinkConsumer};
 use crate::plugin::{CallError, Limits, Plugin, SinkInstance, TaskId};
 
 use super::bus::Delivery;
+use super::converters::{convert, Converters, Direction};
+use super::errors::{self, ErrorPolicy, Reporter, Stage};
 use super::source_task::Backoff;
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
 
+#[derive(Clone)]
 pub struct SinkTaskSpec {
     pub id: TaskId,
     pub plugin: Arc<Plugin>,
@@ -25,6 +28,8 @@ pub struct SinkTaskSpec {
     pub transforms: Arc<Vec<TransformSpec>>,
     pub limits: Limits,
     pub flush_interval: Duration,
+    pub errors: ErrorPolicy,
+    pub converters: Converters,
 }
 
 /// Where a sink task's records come from.
@@ -42,22 +47,26 @@ pub enum SinkInput {
 /// what a sink holds unacknowledged.
 const MAX_HELD: usize = 256;
 
+/// Runs the task once; `Err` carries the FAILED trace (already on the board).
+/// The input is borrowed so a restarted task reads the same queue.
 pub async fn run(
-    spec: SinkTaskSpec,
-    input: SinkInput,
-    status: StatusBoard,
-    counters: Arc<TaskCounters>,
+    spec: &SinkTaskSpec,
+    input: &mut SinkInput,
+    status: &StatusBoard,
+    counters: &TaskCounters,
     shutdown: watch::Receiver<bool>,
-) {
-    let id = spec.id.clone();
-    match run_inner(&spec, input, &status, &counters, shutdown).await {
+) -> Result<(), String> {
+    let id = &spec.id;
+    match run_inner(spec, input, status, counters, shutdown).await {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
             tracing::info!(connector = %id.connector, task = id.task, "sink task stopped");
+            Ok(())
         }
         Err(trace) => {
             status.set(&id.connector, id.task, State::Failed, Some(trace.clone()));
             tracing::error!(connector = %id.connector, task = id.task, "sink task FAILED: {trace}");
+            Err(trace)
         }
     }
 }
@@ -67,7 +76,7 @@ async fn put_with_retry(
     records: &[Record],
     id: &TaskId,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     let mut backoff = Backoff::default();
     loop {
         match inst.put(records).await {
@@ -76,7 +85,7 @@ async fn put_with_retry(
                 tracing::warn!(connector = %id.connector, task = id.task, "put failed, will retry: {m}");
                 backoff.wait(shutdown).await;
             }
-            Err(e) => return Err(format!("put: {e}")),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -114,6 +123,7 @@ struct Task<'a> {
     chain: Chain,
     held: Held,
     counters: &'a TaskCounters,
+    reporter: Reporter,
 }
 
 impl Task<'_> {
@@ -127,20 +137,73 @@ impl Task<'_> {
         // Positions come from what was read, so records a transform drops
         // are committed too.
         self.held.note_positions(&records);
-        let records = if self.chain.is_empty() {
-            records
-        } else {
-            self.chain
-                .apply(records)
-                .await
-                .map_err(|(alias, e)| format!("transform '{alias}' {e}"))?
-        };
+        let records = convert(
+            records,
+            self.spec.converters,
+            Direction::FromKafka,
+            &mut self.reporter,
+            &self.spec.id,
+            self.counters,
+        )
+        .await?;
+        let records = errors::transform(
+            &mut self.chain,
+            records,
+            &mut self.reporter,
+            &self.spec.id,
+            self.counters,
+        )
+        .await?;
         if !records.is_empty() {
-            put_with_retry(&mut self.inst, &records, &self.spec.id, shutdown).await?;
+            match put_with_retry(&mut self.inst, &records, &self.spec.id, shutdown).await {
+                Ok(()) => {}
+                Err(CallError::Fatal(m)) if self.spec.errors.tolerate_all => {
+                    tracing::debug!("put refused a batch ({m}); retrying record by record");
+                    self.put_one_by_one(&records, shutdown).await?;
+                }
+                Err(e) => return Err(format!("put: {e}")),
+            }
         }
         TaskCounters::add(&self.counters.records_out, records.len() as u64);
         self.held.batches += 1;
         Ok(())
+    }
+
+    async fn put_one_by_one(
+        &mut self,
+        records: &[Record],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        for r in records {
+            match put_with_retry(
+                &mut self.inst,
+                std::slice::from_ref(r),
+                &self.spec.id,
+                shutdown,
+            )
+            .await
+            {
+                Ok(()) => {}
+                Err(CallError::Fatal(m)) => {
+                    let class = self.spec.plugin.info.name.clone();
+                    self.refuse(r, Stage::TaskPut, &class, &m).await?
+                }
+                Err(e) => return Err(format!("put: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn refuse(
+        &mut self,
+        r: &Record,
+        stage: Stage,
+        class: &str,
+        message: &str,
+    ) -> Result<(), String> {
+        self.reporter
+            .refuse(r, &self.spec.id, stage, class, message, self.counters)
+            .await
     }
 
     /// Makes everything put durable; returns the Kafka positions to commit.
@@ -149,6 +212,7 @@ impl Task<'_> {
             return Ok(Vec::new());
         }
         self.inst.flush().await.map_err(|e| format!("flush: {e}"))?;
+        self.reporter.settle().await?;
         self.held.batches = 0;
         for d in self.held.deliveries.drain(..) {
             d.ack();
@@ -159,7 +223,7 @@ impl Task<'_> {
 
 async fn run_inner(
     spec: &SinkTaskSpec,
-    input: SinkInput,
+    input: &mut SinkInput,
     status: &StatusBoard,
     counters: &TaskCounters,
     mut shutdown: watch::Receiver<bool>,
@@ -182,6 +246,13 @@ async fn run_inner(
         chain,
         held: Held::default(),
         counters,
+        reporter: Reporter::new(
+            spec.errors.clone(),
+            match &*input {
+                SinkInput::Kafka { hub, .. } => Some(hub),
+                SinkInput::Bus(_) => None,
+            },
+        ),
     };
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, "sink task running");
@@ -189,7 +260,7 @@ async fn run_inner(
     let mut tick = tokio::time::interval(spec.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     match input {
-        SinkInput::Bus(mut rx) => loop {
+        SinkInput::Bus(rx) => loop {
             tokio::select! {
                 d = rx.recv() => {
                     let Some(mut d) = d else { break };
@@ -210,7 +281,7 @@ async fn run_inner(
             batch_max,
         } => {
             let mut consumer = hub
-                .sink_consumer(&connector, id.task, &topics, batch_max)
+                .sink_consumer(connector, id.task, topics, *batch_max)
                 .map_err(|e| e.to_string())?;
             let r = consume(&mut task, &mut consumer, &mut tick, &mut shutdown).await;
             consumer.stop_polling().await;

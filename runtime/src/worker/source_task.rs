@@ -10,15 +10,19 @@ use serde_json::Value;
 use tokio::sync::watch;
 use wharf_records::Record;
 
-use crate::kafka::{KafkaHub, SourceProducer, TopicCreation};
-use crate::offsets::{canonical, OffsetStore};
+use crate::config::ConnectorConfig;
+use crate::kafka::{KafkaHub, SourceProducer, TopicCreation, TransactionalProducer};
+use crate::offsets::{canonical, offset_key, OffsetStore};
 use crate::plugin::{CallError, Limits, Plugin, SourceInstance, TaskId};
 
 use super::ack::BatchAck;
 use super::bus::Bus;
+use super::converters::{convert, Converters, Direction};
+use super::errors::{self, ErrorPolicy, Reporter};
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
 
+#[derive(Clone)]
 pub struct SourceTaskSpec {
     pub id: TaskId,
     pub plugin: Arc<Plugin>,
@@ -28,15 +32,21 @@ pub struct SourceTaskSpec {
     pub batch_max: u32,
     pub commit_interval: Duration,
     pub shutdown_timeout: Duration,
+    pub errors: ErrorPolicy,
+    pub converters: Converters,
 }
 
 /// Where a source task's records go.
+#[derive(Clone)]
 pub enum Destination {
     Bus(Arc<Bus>),
     Kafka {
         hub: Arc<KafkaHub>,
         producer: Arc<SourceProducer>,
         creation: Option<TopicCreation>,
+        /// Exactly-once: the offsets topic written in each batch's transaction.
+        exactly_once: Option<String>,
+        connector: Box<ConnectorConfig>,
     },
 }
 
@@ -44,17 +54,48 @@ impl Destination {
     async fn publish(&self, records: Vec<Record>) -> Result<Arc<BatchAck>, Failure> {
         match self {
             Destination::Bus(bus) => Ok(bus.publish(records).await),
+            Destination::Kafka { producer, .. } => {
+                self.prepare_topics(&records).await?;
+                Ok(producer.publish(&records).await)
+            }
+        }
+    }
+
+    /// Creates the batch's new topics when the connector asked for it.
+    async fn prepare_topics(&self, records: &[Record]) -> Result<(), Failure> {
+        match self {
+            Destination::Bus(_) => Ok(()),
             Destination::Kafka {
                 hub,
                 producer,
                 creation,
+                ..
+            } => producer
+                .prepare_topics(hub.admin(), records, creation.as_ref())
+                .await
+                .map_err(|e| Failure(e.to_string())),
+        }
+    }
+
+    /// The task's transactional producer and offsets topic, in exactly-once mode.
+    async fn transactional(
+        &self,
+        task: i32,
+    ) -> Result<Option<(Arc<TransactionalProducer>, String)>, Failure> {
+        match self {
+            Destination::Kafka {
+                hub,
+                exactly_once: Some(topic),
+                connector,
+                ..
             } => {
-                producer
-                    .prepare_topics(hub.admin(), &records, creation.as_ref())
+                let p = hub
+                    .transactional_producer(connector, task)
                     .await
                     .map_err(|e| Failure(e.to_string()))?;
-                Ok(producer.publish(&records).await)
+                Ok(Some((Arc::new(p), topic.clone())))
             }
+            _ => Ok(None),
         }
     }
 
@@ -77,23 +118,26 @@ impl From<(String, CallError)> for Failure {
     }
 }
 
+/// Runs the task once; `Err` carries the FAILED trace (already on the board).
 pub async fn run(
-    spec: SourceTaskSpec,
-    dest: Destination,
-    offsets: OffsetStore,
-    status: StatusBoard,
-    counters: Arc<TaskCounters>,
+    spec: &SourceTaskSpec,
+    dest: &Destination,
+    offsets: &OffsetStore,
+    status: &StatusBoard,
+    counters: &TaskCounters,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let id = spec.id.clone();
-    match run_inner(&spec, &dest, &offsets, &status, &counters, &mut shutdown).await {
+) -> Result<(), String> {
+    let id = &spec.id;
+    match run_inner(spec, dest, offsets, status, counters, &mut shutdown).await {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
             tracing::info!(connector = %id.connector, task = id.task, "source task stopped");
+            Ok(())
         }
         Err(Failure(trace)) => {
             status.set(&id.connector, id.task, State::Failed, Some(trace.clone()));
             tracing::error!(connector = %id.connector, task = id.task, "source task FAILED: {trace}");
+            Err(trace)
         }
     }
 }
@@ -166,6 +210,41 @@ async fn commit(
         .map_err(|e| Failure(format!("commit: {e}")))
 }
 
+/// Exactly-once: the batch and its offsets in one Kafka transaction, then
+/// the plugin hears the offsets are durable.
+#[allow(clippy::too_many_arguments)]
+async fn commit_in_transaction(
+    spec: &SourceTaskSpec,
+    inst: &mut SourceInstance,
+    producer: &Arc<TransactionalProducer>,
+    offsets_topic: &str,
+    records: Vec<Record>,
+    batch: BatchOffsets,
+    offsets: &OffsetStore,
+    counters: &TaskCounters,
+) -> Result<(), Failure> {
+    let connector = &spec.id.connector;
+    let pairs: Vec<(Value, Value)> = batch.into_values().collect();
+    let offset_records: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(p, o)| (offset_key(connector, p), o.to_string()))
+        .collect();
+    let (p, topic) = (producer.clone(), offsets_topic.to_string());
+    tokio::task::spawn_blocking(move || p.send_batch(&records, &topic, &offset_records))
+        .await
+        .map_err(|e| Failure(format!("transaction task: {e}")))?
+        .map_err(|e| Failure(format!("{e}; the transaction was aborted and will be retried from the last committed offsets")))?;
+    offsets.remember(connector, &pairs).await;
+    TaskCounters::add(&counters.offsets_committed, pairs.len() as u64);
+    let as_text: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(p, o)| (p.to_string(), o.to_string()))
+        .collect();
+    inst.commit(&as_text)
+        .await
+        .map_err(|e| Failure(format!("commit: {e}")))
+}
+
 async fn run_inner(
     spec: &SourceTaskSpec,
     dest: &Destination,
@@ -181,6 +260,16 @@ async fn run_inner(
         .await
         .map_err(|e| Failure(e.to_string()))?;
     let mut chain = Chain::open(&spec.transforms, id, &spec.limits).await?;
+    let mut reporter = Reporter::new(
+        spec.errors.clone(),
+        match dest {
+            Destination::Kafka { hub, .. } => Some(hub),
+            Destination::Bus(_) => None,
+        },
+    );
+    // Exactly-once: creating the producer fences the previous incarnation
+    // of this task before its offsets are read.
+    let txn = dest.transactional(id.task).await?;
     let stored = offsets.load(&id.connector).await;
     inst.open(&spec.config, &stored)
         .await
@@ -215,19 +304,46 @@ async fn run_inner(
             // Offsets come from what was polled, so records a transform drops
             // still move the offset forward.
             let batch_offsets = batch_offsets(&records)?;
-            let out = if chain.is_empty() {
-                records
-            } else {
-                chain.apply(records).await?
-            };
+            let out = errors::transform(&mut chain, records, &mut reporter, id, counters)
+                .await
+                .map_err(Failure)?;
+            let out = convert(
+                out,
+                spec.converters,
+                Direction::ToKafka,
+                &mut reporter,
+                id,
+                counters,
+            )
+            .await
+            .map_err(Failure)?;
             TaskCounters::add(&counters.records_out, out.len() as u64);
             for r in &out {
                 if !dest.has_readers(&r.topic) && unread.insert(r.topic.clone()) {
                     tracing::warn!(connector = %id.connector, topic = %r.topic, "no sink reads this topic and no Kafka is configured: its records are dropped");
                 }
             }
-            let ack = dest.publish(out).await?;
-            pending.queue.push_back((ack, batch_offsets));
+            match &txn {
+                Some((producer, topic)) => {
+                    dest.prepare_topics(&out).await?;
+                    reporter.settle().await.map_err(Failure)?;
+                    commit_in_transaction(
+                        spec,
+                        &mut inst,
+                        producer,
+                        topic,
+                        out,
+                        batch_offsets,
+                        offsets,
+                        counters,
+                    )
+                    .await?;
+                }
+                None => {
+                    let ack = dest.publish(out).await?;
+                    pending.queue.push_back((ack, batch_offsets));
+                }
+            }
         }
         if let Some(reason) = pending.lost() {
             return Err(Failure(format!(
@@ -235,6 +351,7 @@ async fn run_inner(
             )));
         }
         if last_commit.elapsed() >= spec.commit_interval {
+            reporter.settle().await.map_err(Failure)?;
             commit(spec, &mut inst, &mut pending, offsets, counters).await?;
             last_commit = Instant::now();
         }
@@ -250,6 +367,7 @@ async fn run_inner(
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    reporter.settle().await.map_err(Failure)?;
     commit(spec, &mut inst, &mut pending, offsets, counters).await?;
     if !pending.queue.is_empty() {
         tracing::warn!(connector = %id.connector, task = id.task, batches = pending.queue.len(), "stopping with unacknowledged batches; they will be re-read");

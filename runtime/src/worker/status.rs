@@ -30,6 +30,11 @@ pub struct TaskCounters {
     pub records_out: AtomicU64,
     pub batches: AtomicU64,
     pub offsets_committed: AtomicU64,
+    /// Records a plugin refused that were tolerated (skipped or dead-lettered).
+    pub records_failed: AtomicU64,
+    pub dead_letters: AtomicU64,
+    /// Automatic restarts after a failure.
+    pub restarts: AtomicU64,
 }
 
 impl TaskCounters {
