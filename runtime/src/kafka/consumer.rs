@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -31,8 +31,15 @@ pub enum ConsumerEvent {
     },
 }
 
-/// Batches a sink task may have waiting before its consumer pauses.
+/// Batches a sink task may have waiting before its consumer waits.
 const QUEUE_BATCHES: usize = 4;
+
+/// How long the consumer waits for a busy task before pausing partitions
+/// (and polling only to stay in the group).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a batch keeps filling after its first record.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 pub struct SinkContext {
     tx: mpsc::Sender<ConsumerEvent>,
@@ -130,7 +137,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Bounds prefetch per partition, so a slow sink keeps memory flat.
-    ("queued.max.messages.kbytes", "8192"),
+    ("queued.max.messages.kbytes", "16384"),
+    // librdkafka idles a partition's fetcher for this long once the queue
+    // is full (default 1 s): far too long for a task that drains it in ms.
+    ("fetch.queue.backoff.ms", "5"),
     // A dead worker's partitions move after this long (Connect's 10 s).
     ("session.timeout.ms", "10000"),
     ("fetch.message.max.bytes", "1048576"),
@@ -265,6 +275,7 @@ fn poll_loop(
 ) {
     let lock = || held.lock().unwrap_or_else(PoisonError::into_inner);
     let mut paused_at: Option<u64> = None;
+    let mut full_since: Option<Instant> = None;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     while !stop.load(Ordering::Acquire) {
         // Hand over what is held; pause while the task is behind.
@@ -275,12 +286,21 @@ fn poll_loop(
             }
             match tx.try_send(ConsumerEvent::Records(batch)) {
                 Ok(()) => {
+                    full_since = None;
                     if paused_at.take().is_some() {
                         set_paused(consumer, false);
                     }
                 }
                 Err(mpsc::error::TrySendError::Full(ConsumerEvent::Records(batch))) => {
                     *lock() = Some(batch);
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < PAUSE_AFTER {
+                        // A short wait: the prefetch queue is bounded, and
+                        // pausing would discard it (librdkafka refetches on
+                        // resume), so just wait for the task.
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
                     let generation = consumer.context().rebalances.load(Ordering::Relaxed);
                     if paused_at != Some(generation) {
                         // (Re)pause: new assignments arrive unpaused.
@@ -300,6 +320,7 @@ fn poll_loop(
         }
         let mut batch = Vec::new();
         let mut wait = Duration::from_millis(100);
+        let mut linger_until: Option<Instant> = None;
         while batch.len() < batch_max {
             match consumer.poll(wait) {
                 Some(Ok(m)) => batch.push(to_record(&m)),
@@ -313,7 +334,13 @@ fn poll_loop(
                 }
                 None => break,
             }
-            wait = Duration::ZERO;
+            // Fill the batch for a few milliseconds after its first record:
+            // fewer, fuller batches cross to the task and the plugin.
+            let until = *linger_until.get_or_insert_with(|| Instant::now() + BATCH_LINGER);
+            wait = until.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
         }
         if !batch.is_empty() {
             let mut h = lock();

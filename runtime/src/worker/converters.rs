@@ -208,7 +208,10 @@ mod tests {
             "{types:?}"
         );
         assert_eq!(v["payload"]["name"], "x");
-        let back = c.decode_from_kafka(Some(wire)).expect("back").expect("value");
+        let back = c
+            .decode_from_kafka(Some(wire))
+            .expect("back")
+            .expect("value");
         assert_eq!(
             serde_json::from_slice::<Value>(&back).expect("json"),
             json!({"id":7,"name":"x","price":1.5,"ok":true})
