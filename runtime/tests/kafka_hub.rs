@@ -475,3 +475,90 @@ fn a_slow_sink_keeps_memory_flat() {
         "RSS grew from {early} KiB to {late} KiB while the sink lagged"
     );
 }
+
+/// A sink whose store stays "unavailable" (retriable errors) is retried with
+/// backoff for `errors.retry.timeout`, then fails its task with the reason,
+/// and the group commits nothing past what was written.
+#[test]
+fn retriable_put_failures_are_retried_until_errors_retry_timeout() {
+    let dir = tempdir("retry");
+    let id = unique_id(&dir);
+    let (topic, sink) = (format!("in-{id}"), format!("down-{id}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    rt.block_on(async {
+        for value in ["{\"n\":0}", "{\"n\":1,\"poison\":true}"] {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic).payload(value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    });
+    std::fs::write(
+        dir.join("worker.yaml"),
+        format!("bootstrap.servers: {}\n", bootstrap()),
+    )
+    .expect("worker.yaml");
+    std::fs::write(
+        dir.join("sink.yaml"),
+        format!(
+            "name: {sink}\nconfig:\n  connector.class: {}/wharf_picky.wasm\n  topics: {topic}\n  \
+             file: out.jsonl\n  failure: retriable\n  errors.retry.timeout: 2000\n  \
+             errors.retry.delay.max.ms: 400\n  task.restart.enable: false\n",
+            wharf::plugin::TEST_PLUGIN_DIR
+        ),
+    )
+    .expect("sink.yaml");
+    let started = Instant::now();
+    let out = wharf(
+        &dir,
+        &[
+            "run",
+            "--worker",
+            "worker.yaml",
+            "sink.yaml",
+            "--progress",
+            "0",
+        ],
+    );
+    let elapsed = started.elapsed();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let retries = log.matches("put failed, retrying").count();
+    assert!(retries >= 3, "only {retries} retries:\n{log}");
+    assert!(
+        log.contains("sink task FAILED") && log.contains("store unavailable"),
+        "no failure with the reason:\n{log}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    assert!(
+        !std::fs::read_to_string(dir.join("out.jsonl"))
+            .unwrap_or_default()
+            .contains("poison"),
+        "the refused batch was written"
+    );
+    let c = consumer(&format!("connect-{sink}"));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let committed = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed");
+    let at = committed
+        .find_partition(&topic, 0)
+        .map(|p| p.offset())
+        .expect("partition");
+    assert!(
+        !matches!(at, Offset::Offset(n) if n >= 2),
+        "committed past the failed batch: {at:?}"
+    );
+}

@@ -6,13 +6,15 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use wharf_records::Record;
 
 use crate::config::{ConfigError, ConnectorConfig};
 use crate::kafka::{KafkaHub, SourceProducer, TopicCreation};
-use crate::plugin::TaskId;
+use crate::plugin::{CallError, TaskId};
 
 use super::ack::BatchAck;
+use super::retry::{Operation, RetryPolicy};
 use super::status::TaskCounters;
 
 #[derive(Clone, Debug, Default)]
@@ -23,6 +25,7 @@ pub struct ErrorPolicy {
     pub dlq_topic: Option<String>,
     pub dlq_replication_factor: i32,
     pub dlq_context_headers: bool,
+    pub retry: RetryPolicy,
 }
 
 fn boolean(c: &ConnectorConfig, key: &str, default: bool) -> Result<bool, ConfigError> {
@@ -74,6 +77,7 @@ impl ErrorPolicy {
                 "errors.deadletterqueue.context.headers.enable",
                 false,
             )?,
+            retry: RetryPolicy::from_connector(c)?,
         })
     }
 }
@@ -251,34 +255,56 @@ pub async fn transform(
     reporter: &mut Reporter,
     id: &TaskId,
     counters: &TaskCounters,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Record>, String> {
-    use crate::plugin::CallError;
     if chain.is_empty() {
         return Ok(records);
     }
+    let failure = match apply_with_retry(chain, &records, reporter.policy.retry, shutdown).await {
+        Ok(out) => return Ok(out),
+        Err(failure) => failure,
+    };
     if !reporter.policy.tolerate_all {
-        return chain
-            .apply(records)
-            .await
-            .map_err(|(alias, e)| format!("transform '{alias}' {e}"));
+        let (alias, e) = failure;
+        return Err(format!("transform '{alias}' {e}"));
     }
-    match chain.apply(records.clone()).await {
-        Ok(out) => Ok(out),
-        Err((_, CallError::Fatal(_))) => {
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                match chain.apply(vec![r.clone()]).await {
-                    Ok(more) => out.extend(more),
-                    Err((alias, CallError::Fatal(m))) => {
-                        reporter
-                            .refuse(&r, id, Stage::Transformation, &alias, &m, counters)
-                            .await?
-                    }
-                    Err((alias, e)) => return Err(format!("transform '{alias}' {e}")),
-                }
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let one = std::slice::from_ref(&r);
+        match apply_with_retry(chain, one, reporter.policy.retry, shutdown).await {
+            Ok(more) => out.extend(more),
+            Err((alias, e)) => {
+                let m = match e {
+                    CallError::Fatal(m) | CallError::Retriable(m) => m,
+                    // A trap or timeout breaks the instance: not the record's fault.
+                    other => return Err(format!("transform '{alias}' {other}")),
+                };
+                reporter
+                    .refuse(&r, id, Stage::Transformation, &alias, &m, counters)
+                    .await?
             }
-            Ok(out)
         }
-        Err((alias, e)) => Err(format!("transform '{alias}' {e}")),
+    }
+    Ok(out)
+}
+
+/// Applies the chain, retrying retriable failures as `errors.retry.*` allow.
+async fn apply_with_retry(
+    chain: &mut super::transforms::Chain,
+    records: &[Record],
+    policy: RetryPolicy,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Vec<Record>, (String, CallError)> {
+    let mut retry = policy.start(Operation::Record);
+    loop {
+        match chain.apply(records.to_vec()).await {
+            Ok(out) => return Ok(out),
+            Err((alias, e)) => {
+                if !retry.again(&e, shutdown).await {
+                    return Err((alias, e));
+                }
+                tracing::debug!("transform '{alias}' failed, retrying: {e}");
+            }
+        }
     }
 }

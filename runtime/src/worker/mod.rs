@@ -7,6 +7,7 @@ mod bus;
 mod converters;
 mod errors;
 mod grants;
+mod retry;
 mod sink_task;
 mod source_task;
 pub mod status;

@@ -16,7 +16,7 @@ use crate::plugin::{CallError, Limits, Plugin, SinkInstance, TaskId};
 use super::bus::Delivery;
 use super::converters::{convert, Converters, Direction};
 use super::errors::{self, ErrorPolicy, Reporter, Stage};
-use super::source_task::Backoff;
+use super::retry::{Operation, RetryPolicy};
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
 
@@ -75,17 +75,19 @@ async fn put_with_retry(
     inst: &mut SinkInstance,
     records: &[Record],
     id: &TaskId,
+    policy: RetryPolicy,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), CallError> {
-    let mut backoff = Backoff::default();
+    let mut retry = policy.start(Operation::Task);
     loop {
         match inst.put(records).await {
             Ok(()) => return Ok(()),
-            Err(CallError::Retriable(m)) if !*shutdown.borrow() => {
-                tracing::warn!(connector = %id.connector, task = id.task, "put failed, will retry: {m}");
-                backoff.wait(shutdown).await;
+            Err(e) => {
+                if !retry.again(&e, shutdown).await {
+                    return Err(e);
+                }
+                tracing::warn!(connector = %id.connector, task = id.task, "put failed, retrying: {e}");
             }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -152,10 +154,12 @@ impl Task<'_> {
             &mut self.reporter,
             &self.spec.id,
             self.counters,
+            shutdown,
         )
         .await?;
         if !records.is_empty() {
-            match put_with_retry(&mut self.inst, &records, &self.spec.id, shutdown).await {
+            let policy = self.spec.errors.retry;
+            match put_with_retry(&mut self.inst, &records, &self.spec.id, policy, shutdown).await {
                 Ok(()) => {}
                 Err(CallError::Fatal(m)) if self.spec.errors.tolerate_all => {
                     tracing::debug!("put refused a batch ({m}); retrying record by record");
@@ -179,6 +183,7 @@ impl Task<'_> {
                 &mut self.inst,
                 std::slice::from_ref(r),
                 &self.spec.id,
+                self.spec.errors.retry,
                 shutdown,
             )
             .await

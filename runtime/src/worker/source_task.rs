@@ -19,6 +19,7 @@ use super::ack::BatchAck;
 use super::bus::Bus;
 use super::converters::{convert, Converters, Direction};
 use super::errors::{self, ErrorPolicy, Reporter};
+use super::retry::Operation;
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
 
@@ -281,20 +282,24 @@ async fn run_inner(
         queue: VecDeque::new(),
     };
     let mut last_commit = Instant::now();
-    let mut backoff = Backoff::default();
+    let mut retry = spec.errors.retry.start(Operation::Task);
     let mut unread = std::collections::HashSet::new();
     while !*shutdown.borrow() {
         let records = match inst.poll(spec.batch_max).await {
             Ok(r) => {
-                backoff.reset();
+                retry = spec.errors.retry.start(Operation::Task);
                 r
             }
-            Err(CallError::Retriable(m)) => {
-                tracing::warn!(connector = %id.connector, task = id.task, "poll failed, will retry: {m}");
-                backoff.wait(shutdown).await;
-                continue;
+            Err(e) => {
+                if retry.again(&e, shutdown).await {
+                    tracing::warn!(connector = %id.connector, task = id.task, "poll failed, retrying: {e}");
+                    continue;
+                }
+                if matches!(e, CallError::Retriable(_)) && *shutdown.borrow() {
+                    break;
+                }
+                return Err(Failure(format!("poll: {e}")));
             }
-            Err(e) => return Err(Failure(format!("poll: {e}"))),
         };
         if records.is_empty() {
             idle(shutdown, Duration::from_millis(20)).await;
@@ -304,7 +309,7 @@ async fn run_inner(
             // Offsets come from what was polled, so records a transform drops
             // still move the offset forward.
             let batch_offsets = batch_offsets(&records)?;
-            let out = errors::transform(&mut chain, records, &mut reporter, id, counters)
+            let out = errors::transform(&mut chain, records, &mut reporter, id, counters, shutdown)
                 .await
                 .map_err(Failure)?;
             let out = convert(
@@ -383,24 +388,5 @@ pub async fn idle(shutdown: &mut watch::Receiver<bool>, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
         _ = shutdown.changed() => {}
-    }
-}
-
-/// Exponential backoff with jitter for retriable plugin errors.
-#[derive(Default)]
-pub struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) {
-        let base = 100u64.saturating_mul(1 << self.attempt.min(7)).min(10_000);
-        let jitter = rand::random::<u64>() % (base / 2 + 1);
-        self.attempt += 1;
-        idle(shutdown, Duration::from_millis(base / 2 + jitter)).await;
     }
 }

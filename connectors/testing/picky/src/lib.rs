@@ -1,6 +1,7 @@
 //! A JSON-lines file sink that rejects, as a fatal error, any batch holding a
 //! record whose value contains `reject.marker`: the dead letter queue tests'
-//! sink, standing in for a store that refuses malformed documents.
+//! sink, standing in for a store that refuses malformed documents. With
+//! `failure: retriable` it answers "try later" instead, like a store that is down.
 
 use std::io::Write;
 
@@ -9,6 +10,7 @@ use wharf_sdk::{Config, ConfigKey, Error, Plugin, Record, Result, Sink};
 pub struct Picky {
     out: std::fs::File,
     marker: Vec<u8>,
+    retriable: bool,
 }
 
 impl Plugin for Picky {
@@ -21,6 +23,10 @@ impl Plugin for Picky {
             ConfigKey::string("reject.marker")
                 .default("poison")
                 .doc("Records whose value contains this are rejected"),
+            ConfigKey::string("failure")
+                .default("fatal")
+                .one_of(&["fatal", "retriable"])
+                .doc("How a rejection is reported"),
         ]
     }
 }
@@ -36,6 +42,7 @@ impl Sink for Picky {
         Ok(Picky {
             out,
             marker: config.string("reject.marker")?.into_bytes(),
+            retriable: config.string("failure")? == "retriable",
         })
     }
 
@@ -46,10 +53,16 @@ impl Sink for Picky {
                 .as_deref()
                 .is_some_and(|v| v.windows(m.len()).any(|w| w == m.as_slice()))
         }) {
-            return Err(Error::Fatal(format!(
-                "document at offset {} is malformed: it contains the reject marker",
-                bad.offset.unwrap_or(-1)
-            )));
+            let offset = bad.offset.unwrap_or(-1);
+            return Err(if self.retriable {
+                Error::Retriable(format!(
+                    "store unavailable for the document at offset {offset}"
+                ))
+            } else {
+                Error::Fatal(format!(
+                    "document at offset {offset} is malformed: it contains the reject marker"
+                ))
+            });
         }
         let mut buf = Vec::new();
         for r in &records {
