@@ -10,76 +10,15 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::kafka::*;
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const PARTITIONS: u64 = 4;
 const PER_PARTITION: u64 = 15_000;
-
-fn bootstrap() -> String {
-    std::env::var("WHARF_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn consumer(group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer")
-}
-
-/// Every message of a topic, read from the beginning to the end as of now.
-fn read_topic(topic: &str) -> Vec<OwnedMessage> {
-    let c = consumer("wharf-test-reader");
-    let meta = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in meta.topics()[0].partitions() {
-        let (_, high) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .expect("watermarks");
-        if high > 0 {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("tpl");
-            ends.insert(p.id(), high);
-        }
-    }
-    c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while !ends.is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "reading {topic} timed out"
-        );
-        let Some(m) = c.poll(Duration::from_millis(200)) else {
-            let positions = c.position().expect("position");
-            for e in positions.elements() {
-                if let (Offset::Offset(pos), Some(high)) = (e.offset(), ends.get(&e.partition())) {
-                    if pos >= *high {
-                        ends.remove(&e.partition());
-                    }
-                }
-            }
-            continue;
-        };
-        let m = m.expect("message");
-        out.push(m.detach());
-        if ends
-            .get(&m.partition())
-            .is_some_and(|h| m.offset() + 1 >= *h)
-        {
-            ends.remove(&m.partition());
-        }
-    }
-    out
-}
 
 fn seqs_in(messages: &[OwnedMessage]) -> BTreeMap<u64, Vec<u64>> {
     let mut got = BTreeMap::<u64, Vec<u64>>::new();
@@ -112,48 +51,6 @@ fn assert_complete(what: &str, got: &BTreeMap<u64, Vec<u64>>) -> usize {
         dups += seqs.len() - distinct.len();
     }
     dups
-}
-
-/// The sink's group `connect-<sink>` committed past the last message of
-/// every partition (and not beyond the log's end).
-fn assert_group_at_end(sink: &str, topic: &str, messages: &[OwnedMessage]) {
-    let mut last = BTreeMap::new();
-    for m in messages {
-        let e = last.entry(m.partition()).or_insert(-1);
-        *e = (*e).max(m.offset());
-    }
-    let c = consumer(&format!("connect-{sink}"));
-    let mut tpl = TopicPartitionList::new();
-    for p in last.keys() {
-        tpl.add_partition(topic, *p);
-    }
-    let committed = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    for e in committed.elements() {
-        let (_, high) = c
-            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
-            .expect("watermarks");
-        let Offset::Offset(at) = e.offset() else {
-            panic!(
-                "group connect-{sink} has no commit for partition {}",
-                e.partition()
-            );
-        };
-        assert!(
-            at > last[&e.partition()] && at <= high,
-            "group connect-{sink} partition {}: committed {at}, last message {}, end {high}",
-            e.partition(),
-            last[&e.partition()]
-        );
-    }
-}
-
-fn unique_id(dir: &std::path::Path) -> String {
-    dir.file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("x")
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
 }
 
 #[test]

@@ -167,8 +167,22 @@ pub fn sink_put<S: Sink>(batch: t::Batch) -> Result<(), t::PluginError> {
     with_task::<S, _>(|s| s.put(records))
 }
 
-pub fn sink_flush<S: Sink>() -> Result<(), t::PluginError> {
-    with_task::<S, _>(|s| s.flush())
+pub fn sink_flush<S: Sink>() -> Result<t::Rejected, t::PluginError> {
+    with_task::<S, _>(|s| {
+        s.flush()?;
+        let rejected = s.take_rejected();
+        let records: Vec<_> = rejected.iter().map(|r| r.record.clone()).collect();
+        Ok(t::Rejected {
+            records: batch_of(&records),
+            reasons: rejected
+                .into_iter()
+                .map(|r| t::Rejection {
+                    reason: r.reason,
+                    deliberate: r.deliberate,
+                })
+                .collect(),
+        })
+    })
 }
 
 pub fn transform_open<T: Transform>(config: t::Config) -> Result<(), t::PluginError> {

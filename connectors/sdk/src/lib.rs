@@ -21,6 +21,7 @@
 //! ```
 
 mod config;
+pub mod elasticsearch;
 #[doc(hidden)]
 pub mod glue;
 pub mod json;
@@ -140,7 +141,22 @@ pub trait Sink: Plugin + Sized + 'static {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Records given up on since the last flush, handed to the host's error
+    /// handling (dead letter queue, skip or fail) right after `flush`.
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
     fn close(&mut self) {}
+}
+
+/// A record a sink could not write, and why.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub record: Record,
+    pub reason: String,
+    /// Dropped on purpose under the plugin's own policy: dead-lettered when a
+    /// dead letter topic is set, never a reason to fail the task.
+    pub deliberate: bool,
 }
 
 /// A transform: maps a batch to a batch (records may be changed, dropped or added).
@@ -206,6 +222,15 @@ pub fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+}
+
+/// Waits `millis` (a retry backoff); the time does not count against the
+/// call's deadline.
+pub fn sleep_millis(millis: u32) {
+    #[cfg(target_arch = "wasm32")]
+    host::sleep_millis(millis);
+    #[cfg(not(target_arch = "wasm32"))]
+    std::thread::sleep(std::time::Duration::from_millis(millis.into()));
 }
 
 /// Exports a [`Source`] implementation as the component's `source` world.
@@ -276,7 +301,7 @@ macro_rules! export_sink {
                 fn put(records: __t::Batch) -> ::core::result::Result<(), __t::PluginError> {
                     $crate::glue::sink_put::<$t>(records)
                 }
-                fn flush() -> ::core::result::Result<(), __t::PluginError> {
+                fn flush() -> ::core::result::Result<__t::Rejected, __t::PluginError> {
                     $crate::glue::sink_flush::<$t>()
                 }
                 fn close() {

@@ -6,6 +6,7 @@ pub mod source {
         world: "source",
         path: "../wit",
         exports: { default: async },
+        imports: { "wharf:connector/host.sleep-millis": async },
     });
 }
 
@@ -14,6 +15,10 @@ pub mod sink {
         world: "sink",
         path: "../wit",
         exports: { default: async },
+        imports: {
+            "wharf:connector/elasticsearch.request": async,
+            "wharf:connector/elasticsearch.bulk-wait": async,
+        },
         with: {
             "wharf:connector/types": super::source::wharf::connector::types,
             "wharf:connector/host": super::source::wharf::connector::host,
@@ -33,5 +38,6 @@ pub mod transform {
     });
 }
 
+pub use sink::wharf::connector::elasticsearch;
 pub use source::wharf::connector::host;
 pub use source::wharf::connector::types;

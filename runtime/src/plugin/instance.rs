@@ -10,6 +10,14 @@ use wharf_records::Record;
 use super::bindings::{sink, source, transform, types};
 use super::state::{HostState, PluginMetrics};
 
+/// A record a sink gave up on (see `rejection` in the WIT).
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub record: Record,
+    pub reason: String,
+    pub deliberate: bool,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error("retriable error: {0}")]
@@ -94,6 +102,9 @@ impl Guarded {
         if self.poisoned {
             return Err(CallError::Poisoned);
         }
+        let data = self.store.data_mut();
+        data.call_started = std::time::Instant::now();
+        data.waited = std::time::Duration::ZERO;
         self.store.set_epoch_deadline(self.deadline_ticks);
         match f(&mut self.store).await {
             Ok(r) => Ok(r),
@@ -279,12 +290,31 @@ impl SinkInstance {
             .map_err(plugin_err)
     }
 
-    pub async fn flush(&mut self) -> Result<(), CallError> {
+    /// Makes everything put durable; returns the records the plugin gave up on.
+    pub async fn flush(&mut self) -> Result<Vec<Rejection>, CallError> {
         let i = self.b.wharf_connector_sink_connector();
-        self.g
+        let rejected = self
+            .g
             .call(async |s| i.call_flush(s).await)
             .await?
-            .map_err(plugin_err)
+            .map_err(plugin_err)?;
+        let records = from_batch(rejected.records)?;
+        if records.len() != rejected.reasons.len() {
+            return Err(CallError::Malformed(format!(
+                "flush rejected {} records but gave {} reasons",
+                records.len(),
+                rejected.reasons.len()
+            )));
+        }
+        Ok(records
+            .into_iter()
+            .zip(rejected.reasons)
+            .map(|(record, r)| Rejection {
+                record,
+                reason: r.reason,
+                deliberate: r.deliberate,
+            })
+            .collect())
     }
 
     pub async fn close(&mut self) -> Result<(), CallError> {

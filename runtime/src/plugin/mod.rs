@@ -5,6 +5,7 @@
 
 pub mod bindings;
 mod cache;
+pub mod elasticsearch;
 mod instance;
 mod state;
 mod stdio;
@@ -19,7 +20,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 pub use bindings::types::{ConfigKey, ConfigType, Importance, PluginInfo, PluginKind, Validator};
-pub use instance::{CallError, SinkInstance, SourceInstance, TransformInstance};
+pub use instance::{CallError, Rejection, SinkInstance, SourceInstance, TransformInstance};
 pub use state::{HostState, PluginMetrics, TaskId};
 
 /// Where the test-only plugins (misbehave, identity, discard) were built.
@@ -67,6 +68,8 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Host directories the plugin may use, visible at the same paths inside.
     pub fs_dirs: Arc<Vec<PathBuf>>,
+    /// The Elasticsearch cluster a sink may index into.
+    pub elasticsearch: Option<Arc<elasticsearch::EsGrant>>,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(30),
             max_memory_bytes: 512 << 20,
             fs_dirs: Arc::new(Vec::new()),
+            elasticsearch: None,
         }
     }
 }
@@ -130,6 +134,8 @@ impl PluginHost {
         };
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
+        bindings::elasticsearch::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
         // The ticker is a plain thread so a busy async runtime cannot delay deadlines.
         let weak = engine.weak();
@@ -271,6 +277,8 @@ impl Plugin {
             limits.max_memory_bytes,
             &limits.fs_dirs,
             Arc::new(PluginMetrics::default()),
+            limits.elasticsearch.as_deref(),
+            limits.call_timeout,
         )
         .map_err(|reason| PluginError::Grant {
             plugin: self.class.clone(),
@@ -278,7 +286,19 @@ impl Plugin {
         })?;
         let mut store = Store::new(&self.host.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        // Time spent waiting in host imports (bulk requests, backoff sleeps)
+        // does not count: when the deadline comes, extend it by the budget the
+        // plugin has left, or interrupt it when it has none.
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            let busy = s.call_started.elapsed().saturating_sub(s.waited);
+            match s.call_budget.checked_sub(busy) {
+                Some(left) if !left.is_zero() => {
+                    Ok(wasmtime::UpdateDeadline::Continue(ticks(left)))
+                }
+                _ => Err(wasmtime::Trap::Interrupt.into()),
+            }
+        });
         Ok(store)
     }
 

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
+use super::elasticsearch::{EsClient, EsGrant};
 use super::stdio::{LogStream, RecentLines};
 
 /// Which task an instance serves; every log line and metric carries it.
@@ -88,6 +90,13 @@ impl ResourceLimiter for Limiter {
 
 pub struct HostState {
     pub id: TaskId,
+    /// The granted Elasticsearch cluster, if the config names one.
+    pub elasticsearch: Option<EsClient>,
+    /// When the current export call started, and how long of it was spent
+    /// waiting in host imports: the deadline counts only the plugin's own time.
+    pub call_started: Instant,
+    pub waited: Duration,
+    pub call_budget: Duration,
     /// The plugin's last stderr lines, quoted when it traps.
     pub recent_stderr: RecentLines,
     pub metrics: Arc<PluginMetrics>,
@@ -104,6 +113,8 @@ impl HostState {
         max_memory: usize,
         dirs: &[std::path::PathBuf],
         metrics: Arc<PluginMetrics>,
+        elasticsearch: Option<&EsGrant>,
+        call_budget: Duration,
     ) -> Result<Self, String> {
         let mut b = WasiCtx::builder();
         for dir in dirs {
@@ -127,6 +138,10 @@ impl HostState {
         Ok(HostState {
             recent_stderr,
             id,
+            elasticsearch: elasticsearch.cloned().map(EsClient::new),
+            call_started: Instant::now(),
+            waited: Duration::ZERO,
+            call_budget,
             metrics,
             limiter: Limiter {
                 max_memory,
@@ -170,6 +185,13 @@ impl host::Host for HostState {
 
     fn now_millis(&mut self) -> i64 {
         now_millis()
+    }
+
+    async fn sleep_millis(&mut self, millis: u32) {
+        // Capped so a plugin cannot park its task for weeks.
+        let d = Duration::from_millis(u64::from(millis).min(600_000));
+        tokio::time::sleep(d).await;
+        self.waited += d;
     }
 }
 

@@ -169,10 +169,25 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
         }
     };
     let c = &c;
+    let elasticsearch = match crate::plugin::elasticsearch::EsGrant::from_config(|k| {
+        c.get(k).map(str::to_string)
+    }) {
+        Ok(g) => g.map(Arc::new),
+        Err((key, m)) => {
+            errors.push(c.key_error(key, m));
+            None
+        }
+    };
     let limits = Limits {
         call_timeout,
         max_memory_bytes,
         fs_dirs: Arc::new(fs_dirs),
+        // Only sinks import the capability; a source or transform never gets it.
+        elasticsearch: elasticsearch.filter(|_| {
+            plugin
+                .as_ref()
+                .is_some_and(|p| p.kind() == PluginKind::Sink)
+        }),
     };
     let transforms = match transforms::specs(host, c).await {
         Ok(t) => t,

@@ -16,6 +16,10 @@ use crate::plugin::CallError;
 
 /// Connect's first retry delay; each further one doubles up to the cap.
 const FIRST_DELAY: Duration = Duration::from_millis(300);
+/// Put, poll and flush wait at most this long between tries (or
+/// `errors.retry.delay.max.ms` if lower): a sink whose store comes back
+/// resumes within seconds, not a minute later.
+const TASK_DELAY_CAP: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryTimeout {
@@ -89,9 +93,13 @@ impl RetryPolicy {
             (RetryTimeout::Unset, Operation::Task) | (RetryTimeout::Forever, _) => None,
             (RetryTimeout::Bounded(d), _) => Some(Instant::now() + d),
         };
+        let delay_max = match op {
+            Operation::Record => self.delay_max,
+            Operation::Task => self.delay_max.min(TASK_DELAY_CAP),
+        };
         Retry {
             deadline,
-            delay_max: self.delay_max,
+            delay_max,
             attempt: 0,
         }
     }

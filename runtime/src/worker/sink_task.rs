@@ -126,6 +126,7 @@ struct Task<'a> {
     held: Held,
     counters: &'a TaskCounters,
     reporter: Reporter,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Task<'_> {
@@ -216,7 +217,33 @@ impl Task<'_> {
         if self.held.batches == 0 {
             return Ok(Vec::new());
         }
-        self.inst.flush().await.map_err(|e| format!("flush: {e}"))?;
+        let mut retry = self.spec.errors.retry.start(Operation::Task);
+        let mut shutdown = self.shutdown.clone();
+        let rejected = loop {
+            match self.inst.flush().await {
+                Ok(r) => break r,
+                Err(e) => {
+                    if !retry.again(&e, &mut shutdown).await {
+                        return Err(format!("flush: {e}"));
+                    }
+                    tracing::warn!(connector = %self.spec.id.connector, task = self.spec.id.task, "flush failed, retrying: {e}");
+                }
+            }
+        };
+        for r in rejected {
+            let rec = &r.record;
+            if !r.deliberate && !self.spec.errors.tolerate_all {
+                return Err(format!(
+                    "put: record {}-{}@{} was rejected: {}",
+                    rec.topic,
+                    rec.partition.unwrap_or(-1),
+                    rec.offset.unwrap_or(-1),
+                    r.reason
+                ));
+            }
+            let class = self.spec.plugin.info.name.clone();
+            self.refuse(rec, Stage::TaskPut, &class, &r.reason).await?;
+        }
         self.reporter.settle().await?;
         self.held.batches = 0;
         for d in self.held.deliveries.drain(..) {
@@ -258,6 +285,7 @@ async fn run_inner(
                 SinkInput::Bus(_) => None,
             },
         ),
+        shutdown: shutdown.clone(),
     };
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, "sink task running");

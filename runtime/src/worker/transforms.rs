@@ -91,6 +91,7 @@ impl Chain {
             // Transforms are pure: they get the task's limits but no directories.
             let pure = Limits {
                 fs_dirs: Default::default(),
+                elasticsearch: None,
                 ..limits.clone()
             };
             let mut inst = s

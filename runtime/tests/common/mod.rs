@@ -1,6 +1,9 @@
 //! Helpers shared by the tests that drive the `wharf` binary.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod search;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +35,15 @@ pub fn spawn(dir: &Path, args: &[&str]) -> Child {
         .current_dir(dir)
         .env("WHARF_COMPILE_CACHE", dir.join("cache"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // Kept for diagnosis: a failing test names this file.
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("wharf.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("spawn wharf")
 }
