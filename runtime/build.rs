@@ -19,6 +19,7 @@ fn main() {
     for p in [
         "sdk",
         "records",
+        "storage",
         "plugins",
         "testing",
         "Cargo.toml",

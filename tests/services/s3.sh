@@ -9,6 +9,7 @@ S3_DIR="$STATE/s3"
 S3_LOG="$S3_DIR/server.log"
 S3_ACCESS_KEY=wharf
 S3_SECRET_KEY=wharf-secret
+S3_BUCKET=wharf
 S3_BIN_DIR="$CACHE/bin"
 
 s3_server() { cat "$S3_DIR/server-kind" 2>/dev/null || echo "${WHARF_S3_SERVER:-minio}"; }
@@ -52,6 +53,7 @@ s3_start() {
   mkdir -p "$S3_DIR/data"
   if port_open "$S3_PORT"; then
     pid_alive "$S3_DIR/wharf.pid" || log "s3: already serving on $S3_PORT (not started by this checkout)"
+    s3_make_bucket "$S3_BUCKET" || true
     return 0
   fi
   if [[ $(s3_server) == minio ]]; then
@@ -64,8 +66,23 @@ s3_start() {
   fi
   echo $! >"$S3_DIR/wharf.pid"
   wait_until 60 "$S3_LOG" s3 s3_check || return 1
+  s3_make_bucket "$S3_BUCKET"
+}
+
+# A signed request to the local server (curl's built-in SigV4): s3_curl METHOD PATH [curl args].
+s3_curl() {
+  local method=$1 path=$2; shift 2
+  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -X "$method" "http://127.0.0.1:$S3_PORT$path" "$@"
+}
+
+# Creates a bucket unless it exists (the demo writes to `wharf`).
+s3_make_bucket() {
+  local code
+  code=$(s3_curl PUT "/$1" -o /dev/null -w '%{http_code}')
+  [[ $code == 200 || $code == 409 ]] || { log "s3: creating bucket $1 answered HTTP $code"; return 1; }
 }
 
 s3_stop() { stop_pid "$S3_DIR/wharf.pid" s3; }
 
-s3_describe() { echo "http://127.0.0.1:$S3_PORT path-style, region us-east-1, access key $S3_ACCESS_KEY / $S3_SECRET_KEY"; }
+s3_describe() { echo "http://127.0.0.1:$S3_PORT path-style, region us-east-1, access key $S3_ACCESS_KEY / $S3_SECRET_KEY, bucket $S3_BUCKET"; }

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
+use crate::bindings::sink::exports::wharf::connector::sink_connector as sc;
 use crate::bindings::source::wharf::connector::types as t;
 use crate::{Config, ConfigType, Error, Importance, Plugin, Sink, Source, Transform, Validator};
 
@@ -167,22 +168,40 @@ pub fn sink_put<S: Sink>(batch: t::Batch) -> Result<(), t::PluginError> {
     with_task::<S, _>(|s| s.put(records))
 }
 
-pub fn sink_flush<S: Sink>() -> Result<t::Rejected, t::PluginError> {
+pub fn sink_flush<S: Sink>() -> Result<sc::Flushed, t::PluginError> {
     with_task::<S, _>(|s| {
         s.flush()?;
         let rejected = s.take_rejected();
         let records: Vec<_> = rejected.iter().map(|r| r.record.clone()).collect();
-        Ok(t::Rejected {
-            records: batch_of(&records),
-            reasons: rejected
+        Ok(sc::Flushed {
+            rejected: t::Rejected {
+                records: batch_of(&records),
+                reasons: rejected
+                    .into_iter()
+                    .map(|r| t::Rejection {
+                        reason: r.reason,
+                        deliberate: r.deliberate,
+                    })
+                    .collect(),
+            },
+            holding: s
+                .holding()
                 .into_iter()
-                .map(|r| t::Rejection {
-                    reason: r.reason,
-                    deliberate: r.deliberate,
+                .map(|p| sc::Position {
+                    topic: p.topic,
+                    partition: p.partition,
+                    offset: p.offset,
                 })
                 .collect(),
         })
     })
+}
+
+pub fn sink_revoked<S: Sink>(partitions: Vec<(String, i32)>) {
+    let _ = with_task::<S, _>(|s| {
+        s.revoked(partitions);
+        Ok(())
+    });
 }
 
 pub fn transform_open<T: Transform>(config: t::Config) -> Result<(), t::PluginError> {

@@ -25,6 +25,7 @@ pub mod elasticsearch;
 #[doc(hidden)]
 pub mod glue;
 pub mod json;
+pub mod s3;
 
 pub use config::{
     validate_against, Config, ConfigError, ConfigKey, ConfigType, Importance, Validator,
@@ -54,6 +55,7 @@ pub mod bindings {
             with: {
                 "wharf:connector/types@0.1.0": crate::bindings::source::wharf::connector::types,
                 "wharf:connector/host@0.1.0": crate::bindings::source::wharf::connector::host,
+                "wharf:connector/s3@0.1.0": crate::bindings::source::wharf::connector::s3,
             },
         });
     }
@@ -146,7 +148,26 @@ pub trait Sink: Plugin + Sized + 'static {
     fn take_rejected(&mut self) -> Vec<Rejected> {
         Vec::new()
     }
+    /// Asked right after `flush`: per topic partition, the first offset the
+    /// sink still holds unwritten (a file not yet rotated). The host commits
+    /// no further there; partitions not named commit everything put.
+    fn holding(&self) -> Vec<Position> {
+        Vec::new()
+    }
+    /// These (topic, partition)s left the task, right after a flush: drop
+    /// what is held for them; the group re-reads it from the committed offset.
+    fn revoked(&mut self, partitions: Vec<(String, i32)>) {
+        let _ = partitions;
+    }
     fn close(&mut self) {}
+}
+
+/// A Kafka position: the next offset of a topic partition.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// A record a sink could not write, and why.
@@ -301,8 +322,11 @@ macro_rules! export_sink {
                 fn put(records: __t::Batch) -> ::core::result::Result<(), __t::PluginError> {
                     $crate::glue::sink_put::<$t>(records)
                 }
-                fn flush() -> ::core::result::Result<__t::Rejected, __t::PluginError> {
+                fn flush() -> ::core::result::Result<__w::sink_connector::Flushed, __t::PluginError> {
                     $crate::glue::sink_flush::<$t>()
+                }
+                fn revoked(partitions: Vec<(String, i32)>) {
+                    $crate::glue::sink_revoked::<$t>(partitions)
                 }
                 fn close() {
                     $crate::glue::close::<$t>(|t: &mut $t| <$t as $crate::Sink>::close(t))

@@ -6,7 +6,10 @@ pub mod source {
         world: "source",
         path: "../wit",
         exports: { default: async },
-        imports: { "wharf:connector/host.sleep-millis": async },
+        imports: {
+            "wharf:connector/host.sleep-millis": async,
+            "wharf:connector/s3": async,
+        },
     });
 }
 
@@ -22,6 +25,7 @@ pub mod sink {
         with: {
             "wharf:connector/types": super::source::wharf::connector::types,
             "wharf:connector/host": super::source::wharf::connector::host,
+            "wharf:connector/s3": super::source::wharf::connector::s3,
         },
     });
 }
@@ -40,4 +44,5 @@ pub mod transform {
 
 pub use sink::wharf::connector::elasticsearch;
 pub use source::wharf::connector::host;
+pub use source::wharf::connector::s3;
 pub use source::wharf::connector::types;

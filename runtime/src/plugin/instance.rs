@@ -290,14 +290,16 @@ impl SinkInstance {
             .map_err(plugin_err)
     }
 
-    /// Makes everything put durable; returns the records the plugin gave up on.
-    pub async fn flush(&mut self) -> Result<Vec<Rejection>, CallError> {
+    /// Makes everything put durable but what the plugin says it still
+    /// holds; returns the records it gave up on and those holdings.
+    pub async fn flush(&mut self) -> Result<Flushed, CallError> {
         let i = self.b.wharf_connector_sink_connector();
-        let rejected = self
+        let flushed = self
             .g
             .call(async |s| i.call_flush(s).await)
             .await?
             .map_err(plugin_err)?;
+        let rejected = flushed.rejected;
         let records = from_batch(rejected.records)?;
         if records.len() != rejected.reasons.len() {
             return Err(CallError::Malformed(format!(
@@ -306,21 +308,45 @@ impl SinkInstance {
                 rejected.reasons.len()
             )));
         }
-        Ok(records
-            .into_iter()
-            .zip(rejected.reasons)
-            .map(|(record, r)| Rejection {
-                record,
-                reason: r.reason,
-                deliberate: r.deliberate,
-            })
-            .collect())
+        Ok(Flushed {
+            rejected: records
+                .into_iter()
+                .zip(rejected.reasons)
+                .map(|(record, r)| Rejection {
+                    record,
+                    reason: r.reason,
+                    deliberate: r.deliberate,
+                })
+                .collect(),
+            holding: flushed
+                .holding
+                .into_iter()
+                .map(|p| ((p.topic, p.partition), p.offset))
+                .collect(),
+        })
+    }
+
+    /// Partitions that left the task, right after a flush.
+    pub async fn revoked(&mut self, partitions: &[(String, i32)]) -> Result<(), CallError> {
+        let i = self.b.wharf_connector_sink_connector();
+        let partitions = partitions.to_vec();
+        self.g
+            .call(async |s| i.call_revoked(s, &partitions).await)
+            .await
     }
 
     pub async fn close(&mut self) -> Result<(), CallError> {
         let i = self.b.wharf_connector_sink_connector();
         self.g.call(async |s| i.call_close(s).await).await
     }
+}
+
+/// What a sink's flush left: records it gave up on, and per (topic,
+/// partition) the first offset it still holds unwritten.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub rejected: Vec<Rejection>,
+    pub holding: std::collections::BTreeMap<(String, i32), i64>,
 }
 
 pub struct TransformInstance {

@@ -7,6 +7,7 @@ pub mod bindings;
 mod cache;
 pub mod elasticsearch;
 mod instance;
+pub mod s3;
 mod state;
 mod stdio;
 
@@ -20,7 +21,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 pub use bindings::types::{ConfigKey, ConfigType, Importance, PluginInfo, PluginKind, Validator};
-pub use instance::{CallError, Rejection, SinkInstance, SourceInstance, TransformInstance};
+pub use instance::{
+    CallError, Flushed, Rejection, SinkInstance, SourceInstance, TransformInstance,
+};
 pub use state::{HostState, PluginMetrics, TaskId};
 
 /// Where the test-only plugins (misbehave, identity, discard) were built.
@@ -70,6 +73,8 @@ pub struct Limits {
     pub fs_dirs: Arc<Vec<PathBuf>>,
     /// The Elasticsearch cluster a sink may index into.
     pub elasticsearch: Option<Arc<elasticsearch::EsGrant>>,
+    /// The S3 bucket a source or sink may use.
+    pub s3: Option<Arc<s3::S3Grant>>,
 }
 
 impl Default for Limits {
@@ -79,6 +84,7 @@ impl Default for Limits {
             max_memory_bytes: 512 << 20,
             fs_dirs: Arc::new(Vec::new()),
             elasticsearch: None,
+            s3: None,
         }
     }
 }
@@ -136,6 +142,8 @@ impl PluginHost {
         bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
         bindings::elasticsearch::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
+        bindings::s3::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
         // The ticker is a plain thread so a busy async runtime cannot delay deadlines.
         let weak = engine.weak();
@@ -278,6 +286,7 @@ impl Plugin {
             &limits.fs_dirs,
             Arc::new(PluginMetrics::default()),
             limits.elasticsearch.as_deref(),
+            limits.s3.as_deref(),
             limits.call_timeout,
         )
         .map_err(|reason| PluginError::Grant {

@@ -12,6 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
 use super::elasticsearch::{EsClient, EsGrant};
+use super::s3::{S3Client, S3Grant};
 use super::stdio::{LogStream, RecentLines};
 
 /// Which task an instance serves; every log line and metric carries it.
@@ -92,6 +93,8 @@ pub struct HostState {
     pub id: TaskId,
     /// The granted Elasticsearch cluster, if the config names one.
     pub elasticsearch: Option<EsClient>,
+    /// The granted S3 bucket, if the config names one.
+    pub s3: Option<S3Client>,
     /// When the current export call started, and how long of it was spent
     /// waiting in host imports: the deadline counts only the plugin's own time.
     pub call_started: Instant,
@@ -114,6 +117,7 @@ impl HostState {
         dirs: &[std::path::PathBuf],
         metrics: Arc<PluginMetrics>,
         elasticsearch: Option<&EsGrant>,
+        s3: Option<&S3Grant>,
         call_budget: Duration,
     ) -> Result<Self, String> {
         let mut b = WasiCtx::builder();
@@ -139,6 +143,7 @@ impl HostState {
             recent_stderr,
             id,
             elasticsearch: elasticsearch.cloned().map(EsClient::new),
+            s3: s3.cloned().map(S3Client::new),
             call_started: Instant::now(),
             waited: Duration::ZERO,
             call_budget,

@@ -178,6 +178,13 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
             None
         }
     };
+    let s3 = match crate::plugin::s3::S3Grant::from_config(|k| c.get(k).map(str::to_string)) {
+        Ok(g) => g.map(Arc::new),
+        Err((key, m)) => {
+            errors.push(c.key_error(key, m));
+            None
+        }
+    };
     let limits = Limits {
         call_timeout,
         max_memory_bytes,
@@ -188,6 +195,8 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
                 .as_ref()
                 .is_some_and(|p| p.kind() == PluginKind::Sink)
         }),
+        // Transforms never get a bucket (their limits drop it).
+        s3,
     };
     let transforms = match transforms::specs(host, c).await {
         Ok(t) => t,

@@ -96,8 +96,13 @@ async fn put_with_retry(
 #[derive(Default)]
 struct Held {
     deliveries: Vec<Delivery>,
-    /// Next offset to commit per Kafka (topic, partition).
+    /// Next offset read per Kafka (topic, partition) while assigned.
     positions: BTreeMap<(String, i32), i64>,
+    /// Where the sink said it still holds records unwritten (last flush).
+    holding: BTreeMap<(String, i32), i64>,
+    /// What was last handed out to commit, so unchanged positions are not
+    /// committed again on every tick.
+    committed: BTreeMap<(String, i32), i64>,
     batches: usize,
 }
 
@@ -111,11 +116,28 @@ impl Held {
         }
     }
 
+    /// Positions that became durable since they were last handed out: what
+    /// was read, except where the sink still holds records.
     fn take_positions(&mut self) -> Vec<(String, i32, i64)> {
-        std::mem::take(&mut self.positions)
-            .into_iter()
-            .map(|((t, p), o)| (t, p, o))
-            .collect()
+        let mut out = Vec::new();
+        for (tp, &read) in &self.positions {
+            let at = self.holding.get(tp).map_or(read, |&h| h.min(read));
+            if self.committed.get(tp) != Some(&at) {
+                self.committed.insert(tp.clone(), at);
+                out.push((tp.0.clone(), tp.1, at));
+            }
+        }
+        out
+    }
+
+    /// Partitions that left this task: nothing more is committed for them,
+    /// and if they come back, the stream starts again at the group's offset.
+    fn release(&mut self, partitions: &[(String, i32)]) {
+        for tp in partitions {
+            self.positions.remove(tp);
+            self.holding.remove(tp);
+            self.committed.remove(tp);
+        }
     }
 }
 
@@ -214,12 +236,14 @@ impl Task<'_> {
 
     /// Makes everything put durable; returns the Kafka positions to commit.
     async fn flush(&mut self) -> Result<Vec<(String, i32, i64)>, String> {
-        if self.held.batches == 0 {
+        // A sink holding records (an S3 file waiting to rotate on a schedule)
+        // is flushed even when nothing new came.
+        if self.held.batches == 0 && self.held.holding.is_empty() {
             return Ok(Vec::new());
         }
         let mut retry = self.spec.errors.retry.start(Operation::Task);
         let mut shutdown = self.shutdown.clone();
-        let rejected = loop {
+        let flushed = loop {
             match self.inst.flush().await {
                 Ok(r) => break r,
                 Err(e) => {
@@ -230,7 +254,8 @@ impl Task<'_> {
                 }
             }
         };
-        for r in rejected {
+        self.held.holding = flushed.holding;
+        for r in flushed.rejected {
             let rec = &r.record;
             if !r.deliberate && !self.spec.errors.tolerate_all {
                 return Err(format!(
@@ -359,6 +384,8 @@ async fn consume(
                 Some(ConsumerEvent::Revoked { partitions, reply }) => {
                     tracing::info!(partitions = ?partitions, "partitions revoked: flushing before they go");
                     let positions = task.flush().await?;
+                    task.held.release(&partitions);
+                    task.inst.revoked(&partitions).await.map_err(|e| format!("revoked: {e}"))?;
                     let _ = reply.send(positions);
                 }
             },

@@ -92,6 +92,7 @@ impl Chain {
             let pure = Limits {
                 fs_dirs: Default::default(),
                 elasticsearch: None,
+                s3: None,
                 ..limits.clone()
             };
             let mut inst = s

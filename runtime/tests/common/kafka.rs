@@ -140,3 +140,111 @@ pub fn produce(topic: &str, records: &[(Option<String>, Option<String>)]) {
         }
     });
 }
+
+/// A record to produce with everything a Kafka record carries.
+#[derive(Clone, Debug, Default)]
+pub struct Rec {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Produces the records in order and waits for every acknowledgement.
+pub fn produce_records(topic: &str, records: &[Rec]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    rt.block_on(async {
+        let mut sends = Vec::with_capacity(records.len());
+        for r in records {
+            let mut f = FutureRecord::<String, String>::to(topic).partition(r.partition);
+            if let Some(k) = &r.key {
+                f = f.key(k);
+            }
+            if let Some(v) = &r.value {
+                f = f.payload(v);
+            }
+            if let Some(ts) = r.timestamp {
+                f = f.timestamp(ts);
+            }
+            if !r.headers.is_empty() {
+                let mut h = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                f = f.headers(h);
+            }
+            // Enqueued now, not when awaited: awaiting each send in turn
+            // would cost a linger per record.
+            loop {
+                match producer.send_result(f) {
+                    Ok(delivery) => {
+                        sends.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        back,
+                    )) => {
+                        f = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => panic!("produce: {e}"),
+                }
+            }
+        }
+        for s in sends {
+            s.await
+                .expect("delivery")
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    });
+}
+
+/// Creates a topic with `partitions` partitions (replication 1).
+pub fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin");
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topics");
+    for r in results {
+        r.map_err(|(t, e)| format!("{t}: {e}"))
+            .expect("topic created");
+    }
+}
+
+/// The offset the group committed on a partition, if any.
+pub fn committed(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let c = consumer(group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .ok()
+        .and_then(|t| t.find_partition(topic, partition).map(|p| p.offset()))
+        .and_then(|o| match o {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        })
+}
