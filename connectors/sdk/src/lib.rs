@@ -25,6 +25,7 @@ pub mod elasticsearch;
 #[doc(hidden)]
 pub mod glue;
 pub mod json;
+pub mod postgres;
 pub mod s3;
 
 pub use config::{

@@ -9,6 +9,12 @@ pub mod source {
         imports: {
             "wharf:connector/host.sleep-millis": async,
             "wharf:connector/s3": async,
+            "wharf:connector/postgres.query": async,
+            "wharf:connector/postgres.slot-create": async,
+            "wharf:connector/postgres.snapshot-begin": async,
+            "wharf:connector/postgres.snapshot-end": async,
+            "wharf:connector/postgres.stream-start": async,
+            "wharf:connector/postgres.stream-read": async,
         },
     });
 }
@@ -44,5 +50,6 @@ pub mod transform {
 
 pub use sink::wharf::connector::elasticsearch;
 pub use source::wharf::connector::host;
+pub use source::wharf::connector::postgres;
 pub use source::wharf::connector::s3;
 pub use source::wharf::connector::types;

@@ -7,6 +7,7 @@ pub mod bindings;
 mod cache;
 pub mod elasticsearch;
 mod instance;
+pub mod postgres;
 pub mod s3;
 mod state;
 mod stdio;
@@ -75,6 +76,8 @@ pub struct Limits {
     pub elasticsearch: Option<Arc<elasticsearch::EsGrant>>,
     /// The S3 bucket a source or sink may use.
     pub s3: Option<Arc<s3::S3Grant>>,
+    /// The database a source may read and replicate.
+    pub postgres: Option<Arc<postgres::PgGrant>>,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Default for Limits {
             fs_dirs: Arc::new(Vec::new()),
             elasticsearch: None,
             s3: None,
+            postgres: None,
         }
     }
 }
@@ -144,6 +148,8 @@ impl PluginHost {
         bindings::elasticsearch::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
         bindings::s3::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
+        bindings::postgres::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
         // The ticker is a plain thread so a busy async runtime cannot delay deadlines.
         let weak = engine.weak();
@@ -280,19 +286,13 @@ impl Plugin {
     }
 
     fn store(&self, id: TaskId, limits: &Limits) -> Result<Store<HostState>, PluginError> {
-        let state = HostState::new(
-            id,
-            limits.max_memory_bytes,
-            &limits.fs_dirs,
-            Arc::new(PluginMetrics::default()),
-            limits.elasticsearch.as_deref(),
-            limits.s3.as_deref(),
-            limits.call_timeout,
-        )
-        .map_err(|reason| PluginError::Grant {
-            plugin: self.class.clone(),
-            reason,
-        })?;
+        let state =
+            HostState::new(id, limits, Arc::new(PluginMetrics::default())).map_err(|reason| {
+                PluginError::Grant {
+                    plugin: self.class.clone(),
+                    reason,
+                }
+            })?;
         let mut store = Store::new(&self.host.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Time spent waiting in host imports (bulk requests, backoff sleeps)

@@ -11,9 +11,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
-use super::elasticsearch::{EsClient, EsGrant};
-use super::s3::{S3Client, S3Grant};
+use super::elasticsearch::EsClient;
+use super::postgres::PgClient;
+use super::s3::S3Client;
 use super::stdio::{LogStream, RecentLines};
+use super::Limits;
 
 /// Which task an instance serves; every log line and metric carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +97,8 @@ pub struct HostState {
     pub elasticsearch: Option<EsClient>,
     /// The granted S3 bucket, if the config names one.
     pub s3: Option<S3Client>,
+    /// The granted database, if the config names one.
+    pub postgres: Option<PgClient>,
     /// When the current export call started, and how long of it was spent
     /// waiting in host imports: the deadline counts only the plugin's own time.
     pub call_started: Instant,
@@ -111,17 +115,11 @@ pub struct HostState {
 impl HostState {
     /// `dirs` are the only host directories the plugin can see (at the same
     /// paths); an error names a directory that cannot be granted.
-    pub fn new(
-        id: TaskId,
-        max_memory: usize,
-        dirs: &[std::path::PathBuf],
-        metrics: Arc<PluginMetrics>,
-        elasticsearch: Option<&EsGrant>,
-        s3: Option<&S3Grant>,
-        call_budget: Duration,
-    ) -> Result<Self, String> {
+    pub fn new(id: TaskId, limits: &Limits, metrics: Arc<PluginMetrics>) -> Result<Self, String> {
+        let (max_memory, call_budget) = (limits.max_memory_bytes, limits.call_timeout);
+        let application = format!("wharf-{id}");
         let mut b = WasiCtx::builder();
-        for dir in dirs {
+        for dir in limits.fs_dirs.iter() {
             let guest = dir.to_string_lossy().to_string();
             b.preopened_dir(dir, &guest, FsPerms::ReadWrite)
                 .map_err(|e| format!("directory {}: {e}", dir.display()))?;
@@ -142,8 +140,13 @@ impl HostState {
         Ok(HostState {
             recent_stderr,
             id,
-            elasticsearch: elasticsearch.cloned().map(EsClient::new),
-            s3: s3.cloned().map(S3Client::new),
+            elasticsearch: limits.elasticsearch.as_deref().cloned().map(EsClient::new),
+            s3: limits.s3.as_deref().cloned().map(S3Client::new),
+            postgres: limits
+                .postgres
+                .as_deref()
+                .cloned()
+                .map(|g| PgClient::new(g, application)),
             call_started: Instant::now(),
             waited: Duration::ZERO,
             call_budget,

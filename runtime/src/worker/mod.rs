@@ -185,6 +185,14 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
             None
         }
     };
+    let postgres =
+        match crate::plugin::postgres::PgGrant::from_config(|k| c.get(k).map(str::to_string)) {
+            Ok(g) => g.map(Arc::new),
+            Err((key, m)) => {
+                errors.push(c.key_error(key, m));
+                None
+            }
+        };
     let limits = Limits {
         call_timeout,
         max_memory_bytes,
@@ -197,6 +205,12 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
         }),
         // Transforms never get a bucket (their limits drop it).
         s3,
+        // Only sources import the database capability.
+        postgres: postgres.filter(|_| {
+            plugin
+                .as_ref()
+                .is_some_and(|p| p.kind() == PluginKind::Source)
+        }),
     };
     let transforms = match transforms::specs(host, c).await {
         Ok(t) => t,

@@ -93,6 +93,7 @@ impl Chain {
                 fs_dirs: Default::default(),
                 elasticsearch: None,
                 s3: None,
+                postgres: None,
                 ..limits.clone()
             };
             let mut inst = s

@@ -1,7 +1,9 @@
 //! Helpers shared by the tests that drive the `wharf` binary.
 #![allow(dead_code)]
 
+pub mod cdc;
 pub mod kafka;
+pub mod pg;
 pub mod s3;
 pub mod search;
 
