@@ -39,6 +39,8 @@ pub struct Origin<'a> {
     pub snapshot: &'static str,
     pub tx_id: Option<u32>,
     pub lsn: Option<u64>,
+    /// Debezium's `[last commit LSN, event LSN]` as strings.
+    pub sequence: Json,
 }
 
 impl Shape {
@@ -114,7 +116,7 @@ pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> Json {
         "ts_ns": o.ts_us.saturating_mul(1000),
         "snapshot": o.snapshot,
         "db": o.db,
-        "sequence": Json::Null,
+        "sequence": o.sequence,
         "schema": shape.map(|s| s.schema.as_str()),
         "table": shape.map(|s| s.table.as_str()),
         "txId": o.tx_id,
@@ -221,6 +223,7 @@ mod tests {
             snapshot: "false",
             tx_id: Some(42),
             lsn: Some(99),
+            sequence: json!(["90", "99"]),
         };
         let src = source(Some(&shape()), &o);
         assert_eq!(src["connector"], "postgresql");
@@ -228,5 +231,6 @@ mod tests {
         assert_eq!(src["ts_ms"], 1_700_000_000_123_i64);
         assert_eq!(src["txId"], 42);
         assert_eq!(src["lsn"], 99);
+        assert_eq!(src["sequence"], json!(["90", "99"]));
     }
 }

@@ -27,6 +27,7 @@ pub struct Snapshot {
     pub point: u64,
     ts_us: i64,
     xmin: u32,
+    emitted: bool,
 }
 
 pub fn shape_of(s: &Settings, t: &Table) -> Shape {
@@ -74,6 +75,7 @@ impl Snapshot {
             point,
             ts_us: wharf_sdk::now_millis().saturating_mul(1000),
             xmin: xmin as u32,
+            emitted: false,
         })
     }
 
@@ -90,7 +92,8 @@ impl Snapshot {
             let Some(shape) = self.reading.clone() else {
                 let Some(t) = self.tables.pop_front() else {
                     if let Some((shape, values)) = self.held.take() {
-                        out.push(self.record(s, m, &partition, &shape, &values, true)?);
+                        let r = self.record(s, m, &partition, &shape, &values, true)?;
+                        out.push(r);
                     }
                     pg::snapshot_end()?;
                     return Ok(true);
@@ -119,7 +122,8 @@ impl Snapshot {
                     .collect();
                 if let Some((held_shape, held_values)) = self.held.replace((shape.clone(), values))
                 {
-                    out.push(self.record(s, m, &partition, &held_shape, &held_values, false)?);
+                    let r = self.record(s, m, &partition, &held_shape, &held_values, false)?;
+                    out.push(r);
                 }
             }
             if exhausted {
@@ -131,7 +135,7 @@ impl Snapshot {
     }
 
     fn record(
-        &self,
+        &mut self,
         s: &Settings,
         m: &Mapping,
         partition: &str,
@@ -143,10 +147,17 @@ impl Snapshot {
             prefix: &s.prefix,
             db: &s.dbname,
             ts_us: self.ts_us,
-            snapshot: if last { "last" } else { "true" },
+            // Debezium marks the first and the last snapshot record.
+            snapshot: match (last, self.emitted) {
+                (true, _) => "last",
+                (false, false) => "first",
+                (false, true) => "true",
+            },
             tx_id: Some(self.xmin),
             lsn: Some(self.point),
+            sequence: serde_json::json!([null, self.point.to_string()]),
         };
+        self.emitted = true;
         let after = shape.row(values, m)?;
         let key = shape.key(values, m)?;
         let value = envelope::event(

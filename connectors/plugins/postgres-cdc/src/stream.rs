@@ -48,6 +48,8 @@ pub struct Stream {
     /// The server's WAL end from its last keepalive.
     pub server_end: u64,
     partition: String,
+    /// Where the last transaction read ended, for `source.sequence`.
+    last_commit: Option<u64>,
 }
 
 /// One event about to be emitted.
@@ -71,6 +73,7 @@ impl Stream {
             confirms,
             server_end: 0,
             partition: progress::source_partition(&s.prefix),
+            last_commit: None,
         }
     }
 
@@ -120,6 +123,8 @@ impl Stream {
                 }
             }
             Message::Commit { end_lsn, .. } => {
+                // Debezium's sequence starts with the last commit's end.
+                self.last_commit = Some(end_lsn);
                 if s.transaction_metadata && self.tx.is_some() {
                     self.metadata(s, "END", out)?;
                 }
@@ -343,6 +348,7 @@ impl Stream {
             snapshot: "false",
             tx_id: None,
             lsn: Some(at),
+            sequence: self.sequence(at),
         };
         let mut value = envelope::event(
             "m",
@@ -386,6 +392,10 @@ impl Stream {
         if let Some(tx) = self.tx.as_mut() {
             tx.last_emitted = pos.seq;
         }
+    }
+
+    fn sequence(&self, lsn: u64) -> Json {
+        json!([self.last_commit.map(|l| l.to_string()), lsn.to_string()])
     }
 
     fn ts_ms(&self) -> i64 {
@@ -439,6 +449,7 @@ impl Stream {
             snapshot: "false",
             tx_id: Some(xid),
             lsn: Some(d.lsn),
+            sequence: self.sequence(d.lsn),
         };
         let mut value = envelope::event(
             d.op,

@@ -79,12 +79,15 @@ pub fn to_json(type_oid: u32, type_mod: i32, text: &str, m: &Mapping) -> Result<
             .map_err(|e| bad("oid", text, &e.to_string())),
         700 | 701 => float(text),
         1700 => numeric(type_mod, text, m.decimal),
+        790 => money(text, m.decimal),
         17 => Ok(Value::String(base64(&bytea(text)?))),
         1082 => date(text),
+        // time.precision.mode=adaptive: up to 3 digits Time (ms), else MicroTime.
+        1083 if (0..=3).contains(&type_mod) => Ok(Value::from(time_us(text, "time")? / 1000)),
         1083 => Ok(Value::from(time_us(text, "time")?)),
         1266 => timetz(text),
-        1114 => timestamp(text),
-        1184 => timestamptz(text),
+        1114 => timestamp(text, type_mod),
+        1184 => timestamptz(text, type_mod),
         1186 => interval(text),
         _ => Ok(Value::String(text.to_owned())),
     }
@@ -115,6 +118,22 @@ fn float(text: &str) -> Result<Value, String> {
 }
 
 // ---------- numeric ----------
+
+/// money → Decimal of scale 2 (Debezium's `money.fraction.digits`), from
+/// the locale-formatted text ("$1,234.50", "-$3.00").
+fn money(text: &str, mode: DecimalMode) -> Result<Value, String> {
+    let neg = text.contains('-') || text.starts_with('(');
+    let digits: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    if digits.is_empty() {
+        return Err(bad("money", text, "no digits"));
+    }
+    let plain = if neg { format!("-{digits}") } else { digits };
+    // numeric(20, 2)'s type modifier: ((precision << 16) | scale) + 4.
+    numeric(((20 << 16) | 2) + 4, &plain, mode)
+}
 
 fn numeric(type_mod: i32, text: &str, mode: DecimalMode) -> Result<Value, String> {
     match mode {

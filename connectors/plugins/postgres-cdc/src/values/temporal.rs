@@ -190,21 +190,35 @@ fn parse_ts(text: &str, kind: &str, zoned: bool) -> Result<(i64, String), String
 
 /// timestamp → MicroTimestamp. ±infinity use the PgJDBC sentinels
 /// (PGStatement.DATE_POSITIVE/NEGATIVE_INFINITY) that Debezium passes on.
-pub(super) fn timestamp(text: &str) -> Result<Value, String> {
+/// With time.precision.mode=adaptive, timestamp(0..3) is a Timestamp (ms).
+pub(super) fn timestamp(text: &str, type_mod: i32) -> Result<Value, String> {
+    let millis = (0..=3).contains(&type_mod);
     match text {
         "infinity" => Ok(Value::from(9_223_372_036_825_200_000i64)),
         "-infinity" => Ok(Value::from(-9_223_372_036_832_400_000i64)),
-        _ => parse_ts(text, "timestamp", false).map(|(us, _)| Value::from(us)),
+        _ => parse_ts(text, "timestamp", false)
+            .map(|(us, _)| Value::from(if millis { us.div_euclid(1000) } else { us })),
     }
 }
 
 /// timestamptz → ZonedTimestamp: ISO-8601 in UTC, years as java.time prints
 /// them (4 digits, '+' above 9999, '-' for astronomical negative years).
-pub(super) fn timestamptz(text: &str) -> Result<Value, String> {
+/// The fraction has the column's precision (6 when unconstrained), as
+/// Debezium prints it: "2024-03-01T06:30:00.000000Z".
+pub(super) fn timestamptz(text: &str, type_mod: i32) -> Result<Value, String> {
     if text == "infinity" || text == "-infinity" {
         return Ok(Value::String(text.to_owned()));
     }
-    let (us, frac) = parse_ts(text, "timestamptz", true)?;
+    let (us, mut frac) = parse_ts(text, "timestamptz", true)?;
+    let precision = if (0..=6).contains(&type_mod) {
+        type_mod as usize
+    } else {
+        6
+    };
+    frac.truncate(precision);
+    while frac.len() < precision {
+        frac.push('0');
+    }
     let (days, tod) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
     let (y, m, d) = civil_from_days(days);
     let year = match y {
