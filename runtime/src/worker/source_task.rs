@@ -193,19 +193,48 @@ async fn commit(
     offsets: &OffsetStore,
     counters: &TaskCounters,
 ) -> Result<(), Failure> {
+    if let Some(write) = start_commit(spec, pending, offsets) {
+        finish_commit(inst, write, counters).await?;
+    }
+    Ok(())
+}
+
+/// An offsets write under way: the poll loop goes on while the store makes
+/// it durable (an fsync or a Kafka round trip), and the plugin hears of the
+/// offsets once it is done. Returns the offsets as text.
+type OffsetWrite = tokio::task::JoinHandle<Result<Vec<(String, String)>, Failure>>;
+
+fn start_commit(
+    spec: &SourceTaskSpec,
+    pending: &mut Pending,
+    offsets: &OffsetStore,
+) -> Option<OffsetWrite> {
     let acked = pending.take_acked();
     if acked.is_empty() {
-        return Ok(());
+        return None;
     }
-    offsets
-        .commit(&spec.id.connector, &acked)
+    let (offsets, connector) = (offsets.clone(), spec.id.connector.clone());
+    Some(tokio::spawn(async move {
+        offsets
+            .commit(&connector, &acked)
+            .await
+            .map_err(|e| Failure(format!("committing offsets: {e}")))?;
+        Ok(acked
+            .iter()
+            .map(|(p, o)| (p.to_string(), o.to_string()))
+            .collect())
+    }))
+}
+
+async fn finish_commit(
+    inst: &mut SourceInstance,
+    write: OffsetWrite,
+    counters: &TaskCounters,
+) -> Result<(), Failure> {
+    let as_text = write
         .await
-        .map_err(|e| Failure(format!("committing offsets: {e}")))?;
-    TaskCounters::add(&counters.offsets_committed, acked.len() as u64);
-    let as_text: Vec<(String, String)> = acked
-        .iter()
-        .map(|(p, o)| (p.to_string(), o.to_string()))
-        .collect();
+        .map_err(|e| Failure(format!("committing offsets: {e}")))??;
+    TaskCounters::add(&counters.offsets_committed, as_text.len() as u64);
     inst.commit(&as_text)
         .await
         .map_err(|e| Failure(format!("commit: {e}")))
@@ -282,6 +311,7 @@ async fn run_inner(
         queue: VecDeque::new(),
     };
     let mut last_commit = Instant::now();
+    let mut writing: Option<OffsetWrite> = None;
     let mut retry = spec.errors.retry.start(Operation::Task);
     let mut unread = std::collections::HashSet::new();
     while !*shutdown.borrow() {
@@ -355,11 +385,19 @@ async fn run_inner(
                 "{reason}; records after the last committed offset will be re-read on restart"
             )));
         }
-        if last_commit.elapsed() >= spec.commit_interval {
+        if writing.as_ref().is_some_and(|w| w.is_finished()) {
+            if let Some(w) = writing.take() {
+                finish_commit(&mut inst, w, counters).await?;
+            }
+        }
+        if last_commit.elapsed() >= spec.commit_interval && writing.is_none() {
             reporter.settle().await.map_err(Failure)?;
-            commit(spec, &mut inst, &mut pending, offsets, counters).await?;
+            writing = start_commit(spec, &mut pending, offsets);
             last_commit = Instant::now();
         }
+    }
+    if let Some(w) = writing.take() {
+        finish_commit(&mut inst, w, counters).await?;
     }
 
     // Graceful stop: wait (bounded) for downstream acks, then commit what is acked.
