@@ -2,7 +2,6 @@
 //! `{before, after, source, op, ts_ms, transaction}`, with types mapped the
 //! way Debezium's Postgres connector and the JSON converter render them.
 
-use serde_json::{json, Map, Value as Json};
 use wharf_sdk::{Error, Record, Result};
 
 use crate::pgoutput::Value;
@@ -35,12 +34,38 @@ pub struct Origin<'a> {
     pub db: &'a str,
     /// Commit time (streaming) or snapshot time, microseconds since the epoch.
     pub ts_us: i64,
-    /// "true", "last" or "false", as Debezium writes it.
+    /// "first", "true", "last" or "false", as Debezium writes it.
     pub snapshot: &'static str,
     pub tx_id: Option<u32>,
     pub lsn: Option<u64>,
-    /// Debezium's `[last commit LSN, event LSN]` as strings.
-    pub sequence: Json,
+    /// Debezium's `[last commit end, event LSN]`, written as strings.
+    pub sequence: (Option<u64>, u64),
+}
+
+// Events are written as JSON text directly: building serde_json trees cost
+// an allocation per key and per value, for every event.
+
+/// Appends `s` as a JSON string.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// PostgreSQL prints integers canonically; anything else goes the slow way.
+fn plain_integer(t: &str) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl Shape {
@@ -48,29 +73,42 @@ impl Shape {
         self.columns.iter().any(|c| c.key)
     }
 
-    /// The row as a JSON object of the emitted columns.
-    pub fn row(&self, values: &[Value], m: &Mapping) -> Result<Json> {
-        let mut out = Map::new();
+    fn object(
+        &self,
+        values: &[Value],
+        m: &Mapping,
+        keep: impl Fn(&ColumnShape) -> bool,
+    ) -> Result<String> {
+        let mut out = String::with_capacity(32 + 24 * values.len());
+        out.push('{');
+        let mut first = true;
         for (c, v) in self.columns.iter().zip(values) {
-            if c.emit {
-                out.insert(c.name.clone(), self.cell(c, v, m)?);
+            if !keep(c) {
+                continue;
             }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            write_str(&mut out, &c.name);
+            out.push(':');
+            self.cell(c, v, m, &mut out)?;
         }
-        Ok(Json::Object(out))
+        out.push('}');
+        Ok(out)
+    }
+
+    /// The row as a JSON object of the emitted columns.
+    pub fn row(&self, values: &[Value], m: &Mapping) -> Result<String> {
+        self.object(values, m, |c| c.emit)
     }
 
     /// The key columns as a JSON object, or None for a table without a key.
-    pub fn key(&self, values: &[Value], m: &Mapping) -> Result<Option<Json>> {
+    pub fn key(&self, values: &[Value], m: &Mapping) -> Result<Option<String>> {
         if !self.has_key() {
             return Ok(None);
         }
-        let mut out = Map::new();
-        for (c, v) in self.columns.iter().zip(values) {
-            if c.key {
-                out.insert(c.name.clone(), self.cell(c, v, m)?);
-            }
-        }
-        Ok(Some(Json::Object(out)))
+        self.object(values, m, |c| c.key).map(Some)
     }
 
     /// Whether two tuples differ in a key column (a primary key update).
@@ -81,74 +119,133 @@ impl Shape {
             .any(|(c, (o, n))| c.key && !matches!(o, Value::Unchanged) && o != n)
     }
 
-    fn cell(&self, c: &ColumnShape, v: &Value, m: &Mapping) -> Result<Json> {
+    fn cell(&self, c: &ColumnShape, v: &Value, m: &Mapping, out: &mut String) -> Result<()> {
         match v {
-            Value::Null => Ok(Json::Null),
-            Value::Unchanged => Ok(values::unavailable()),
-            Value::Text(t) => values::to_json(c.type_oid, c.type_mod, t, m).map_err(|e| {
-                Error::Fatal(format!(
-                    "{}.{} column '{}': value '{}': {e}",
+            Value::Null => out.push_str("null"),
+            Value::Unchanged => write_str(out, "__debezium_unavailable_value"),
+            // The common types, straight through.
+            Value::Text(t) if matches!(c.type_oid, 20 | 21 | 23) && plain_integer(t) => {
+                out.push_str(t)
+            }
+            Value::Text(t) if matches!(c.type_oid, 25 | 1043 | 1042 | 19 | 2950) => {
+                write_str(out, t)
+            }
+            Value::Text(t) => {
+                let json = values::to_json(c.type_oid, c.type_mod, t, m).map_err(|e| {
+                    Error::Fatal(format!(
+                        "{}.{} column '{}': value '{}': {e}",
+                        self.schema,
+                        self.table,
+                        c.name,
+                        t.chars().take(64).collect::<String>()
+                    ))
+                })?;
+                out.push_str(&json.to_string());
+            }
+            Value::Binary(b) => {
+                return Err(Error::Fatal(format!(
+                    "{}.{} column '{}': binary tuple data ({} bytes) where text was asked for",
                     self.schema,
                     self.table,
                     c.name,
-                    t.chars().take(64).collect::<String>()
-                ))
-            }),
-            Value::Binary(b) => Err(Error::Fatal(format!(
-                "{}.{} column '{}': binary tuple data ({} bytes) where text was asked for",
-                self.schema,
-                self.table,
-                c.name,
-                b.len()
-            ))),
+                    b.len()
+                )))
+            }
         }
+        Ok(())
     }
 }
 
-/// The `source` block.
-pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> Json {
-    json!({
-        "version": CONNECTOR_VERSION,
-        "connector": "postgresql",
-        "name": o.prefix,
-        "ts_ms": o.ts_us.div_euclid(1000),
-        "ts_us": o.ts_us,
-        "ts_ns": o.ts_us.saturating_mul(1000),
-        "snapshot": o.snapshot,
-        "db": o.db,
-        "sequence": o.sequence,
-        "schema": shape.map(|s| s.schema.as_str()),
-        "table": shape.map(|s| s.table.as_str()),
-        "txId": o.tx_id,
-        "lsn": o.lsn,
-        "xmin": Json::Null,
-    })
+/// The `source` block, in Debezium's field order.
+pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> String {
+    let mut out = String::with_capacity(320);
+    out.push_str("{\"version\":\"");
+    out.push_str(CONNECTOR_VERSION);
+    out.push_str("\",\"connector\":\"postgresql\",\"name\":");
+    write_str(&mut out, o.prefix);
+    let ts_ms = o.ts_us.div_euclid(1000);
+    out.push_str(&format!(
+        ",\"ts_ms\":{ts_ms},\"snapshot\":\"{}\",\"db\":",
+        o.snapshot
+    ));
+    write_str(&mut out, o.db);
+    match o.sequence.0 {
+        Some(last) => out.push_str(&format!(
+            ",\"sequence\":\"[\\\"{last}\\\",\\\"{}\\\"]\"",
+            o.sequence.1
+        )),
+        None => out.push_str(&format!(
+            ",\"sequence\":\"[null,\\\"{}\\\"]\"",
+            o.sequence.1
+        )),
+    }
+    out.push_str(&format!(
+        ",\"ts_us\":{},\"ts_ns\":{},\"schema\":",
+        o.ts_us,
+        o.ts_us.saturating_mul(1000)
+    ));
+    match shape {
+        Some(sh) => {
+            write_str(&mut out, &sh.schema);
+            out.push_str(",\"table\":");
+            write_str(&mut out, &sh.table);
+        }
+        None => out.push_str("null,\"table\":null"),
+    }
+    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+    out.push_str(&format!(
+        ",\"txId\":{},\"lsn\":{},\"xmin\":null}}",
+        opt(o.tx_id.map(u64::from)),
+        opt(o.lsn)
+    ));
+    out
+}
+
+/// The parts of one change event value, as JSON texts; None is null.
+pub struct Parts<'a> {
+    pub op: &'a str,
+    pub before: Option<&'a str>,
+    pub after: Option<&'a str>,
+    pub source: &'a str,
+    pub transaction: Option<&'a str>,
+    /// A logical decoding message (`op: m`).
+    pub message: Option<&'a str>,
 }
 
 /// A whole change event value.
-pub fn event(op: &str, before: Json, after: Json, source: Json, transaction: Json) -> Json {
+pub fn event(p: &Parts<'_>) -> String {
     let now_ms = wharf_sdk::now_millis();
-    json!({
-        "before": before,
-        "after": after,
-        "source": source,
-        "transaction": transaction,
-        "op": op,
-        "ts_ms": now_ms,
-        "ts_us": now_ms.saturating_mul(1000),
-        "ts_ns": now_ms.saturating_mul(1_000_000),
-    })
+    let or_null = |v: Option<&str>| v.unwrap_or("null").to_string();
+    let mut out = String::with_capacity(
+        96 + p.source.len() + p.before.map_or(4, str::len) + p.after.map_or(4, str::len),
+    );
+    out.push_str("{\"before\":");
+    out.push_str(&or_null(p.before));
+    out.push_str(",\"after\":");
+    out.push_str(&or_null(p.after));
+    out.push_str(",\"source\":");
+    out.push_str(p.source);
+    out.push_str(",\"transaction\":");
+    out.push_str(&or_null(p.transaction));
+    if let Some(m) = p.message {
+        out.push_str(",\"message\":");
+        out.push_str(m);
+    }
+    out.push_str(",\"op\":");
+    write_str(&mut out, p.op);
+    out.push_str(&format!(
+        ",\"ts_ms\":{now_ms},\"ts_us\":{},\"ts_ns\":{}}}",
+        now_ms.saturating_mul(1000),
+        now_ms.saturating_mul(1_000_000)
+    ));
+    out
 }
 
-fn bytes(v: &Json) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-/// A record for Kafka; `value` None is a tombstone.
+/// A record for Kafka from JSON texts; `value` None is a tombstone.
 pub fn record(
     topic: &str,
-    key: Option<&Json>,
-    value: Option<&Json>,
+    key: Option<&str>,
+    value: Option<&str>,
     ts_ms: i64,
     partition_json: &str,
     offset_json: String,
@@ -158,8 +255,8 @@ pub fn record(
         partition: None,
         offset: None,
         timestamp: Some(ts_ms),
-        key: key.map(bytes),
-        value: value.map(bytes),
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
         headers: Vec::new(),
         source: Some((partition_json.to_string(), offset_json)),
     }
@@ -169,6 +266,7 @@ pub fn record(
 mod tests {
     use super::*;
     use crate::values::DecimalMode;
+    use serde_json::{json, Value as Json};
 
     fn shape() -> Shape {
         let col = |name: &str, type_oid, key, emit| ColumnShape {
@@ -186,8 +284,13 @@ mod tests {
                 col("id", 23, true, true),
                 col("note", 25, false, true),
                 col("secret", 25, false, false),
+                col("n", 1700, false, true),
             ],
         }
+    }
+
+    fn parse(s: &str) -> Json {
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -200,22 +303,40 @@ mod tests {
             Value::Text("7".into()),
             Value::Unchanged,
             Value::Text("x".into()),
+            Value::Text("-0.01".into()),
         ];
         assert_eq!(
-            s.row(&v, &m).expect("row"),
-            json!({"id": 7, "note": "__debezium_unavailable_value"})
+            parse(&s.row(&v, &m).expect("row")),
+            json!({"id": 7, "note": "__debezium_unavailable_value", "n": {"scale": 2, "value": "/w=="}})
         );
-        assert_eq!(s.key(&v, &m).expect("key"), Some(json!({"id": 7})));
-        let moved = vec![Value::Text("8".into()), Value::Null, Value::Null];
-        assert!(s.key_changed(&v, &moved));
+        assert_eq!(
+            parse(&s.key(&v, &m).expect("key").expect("some")),
+            json!({"id": 7})
+        );
+        let odd = vec![
+            Value::Text("8".into()),
+            Value::Text("quote \" back \\ nl \n tab \t bell \u{7} é".into()),
+            Value::Null,
+            Value::Null,
+        ];
+        assert_eq!(
+            parse(&s.row(&odd, &m).expect("row"))["note"],
+            json!("quote \" back \\ nl \n tab \t bell \u{7} é")
+        );
+        assert!(s.key_changed(&v, &odd));
         assert!(!s.key_changed(&v, &v));
-        let bad = vec![Value::Text("seven".into()), Value::Null, Value::Null];
+        let bad = vec![
+            Value::Text("7".into()),
+            Value::Null,
+            Value::Null,
+            Value::Text("x".into()),
+        ];
         let e = s.row(&bad, &m).unwrap_err().to_string();
-        assert!(e.contains("public.orders column 'id'"), "{e}");
+        assert!(e.contains("public.orders column 'n'"), "{e}");
     }
 
     #[test]
-    fn source_block_names_the_table_and_position() {
+    fn source_block_and_event_in_debeziums_shape() {
         let o = Origin {
             prefix: "shop",
             db: "shop",
@@ -223,14 +344,37 @@ mod tests {
             snapshot: "false",
             tx_id: Some(42),
             lsn: Some(99),
-            sequence: json!(["90", "99"]),
+            sequence: (Some(90), 99),
         };
         let src = source(Some(&shape()), &o);
-        assert_eq!(src["connector"], "postgresql");
-        assert_eq!(src["table"], "orders");
-        assert_eq!(src["ts_ms"], 1_700_000_000_123_i64);
-        assert_eq!(src["txId"], 42);
-        assert_eq!(src["lsn"], 99);
-        assert_eq!(src["sequence"], json!(["90", "99"]));
+        let v = parse(&src);
+        assert_eq!(v["connector"], "postgresql");
+        assert_eq!(v["table"], "orders");
+        assert_eq!(v["ts_ms"], 1_700_000_000_123_i64);
+        assert_eq!(v["txId"], 42);
+        assert_eq!(v["lsn"], 99);
+        assert_eq!(v["sequence"], "[\"90\",\"99\"]");
+        let first = Origin {
+            sequence: (None, 5),
+            tx_id: None,
+            lsn: None,
+            ..o
+        };
+        let v = parse(&source(None, &first));
+        assert_eq!(v["sequence"], "[null,\"5\"]");
+        assert_eq!(v["table"], Json::Null);
+        let e = parse(&event(&Parts {
+            op: "c",
+            before: None,
+            after: Some("{\"id\":1}"),
+            source: &src,
+            transaction: None,
+            message: None,
+        }));
+        assert_eq!(e["op"], "c");
+        assert_eq!(e["after"], json!({"id": 1}));
+        assert_eq!(e["before"], Json::Null);
+        assert_eq!(e["source"]["name"], "shop");
+        assert!(e["ts_ms"].as_i64().is_some());
     }
 }

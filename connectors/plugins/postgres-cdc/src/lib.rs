@@ -298,8 +298,8 @@ impl PostgresCdc {
         let offset = progress::stream_offset(pos, self.stream.server_end, 0, now * 1000);
         self.pending.push_back(envelope::record(
             &self.s.heartbeat_topic,
-            Some(&json!({ "serverName": self.s.prefix })),
-            Some(&json!({ "ts_ms": now })),
+            Some(&json!({ "serverName": self.s.prefix }).to_string()),
+            Some(&json!({ "ts_ms": now }).to_string()),
             now,
             &progress::source_partition(&self.s.prefix),
             offset,

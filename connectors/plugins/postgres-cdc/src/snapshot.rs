@@ -155,21 +155,22 @@ impl Snapshot {
             },
             tx_id: Some(self.xmin),
             lsn: Some(self.point),
-            sequence: serde_json::json!([null, self.point.to_string()]),
+            sequence: (None, self.point),
         };
         self.emitted = true;
         let after = shape.row(values, m)?;
         let key = shape.key(values, m)?;
-        let value = envelope::event(
-            "r",
-            serde_json::Value::Null,
-            after,
-            envelope::source(Some(shape), &origin),
-            serde_json::Value::Null,
-        );
+        let value = envelope::event(&envelope::Parts {
+            op: "r",
+            before: None,
+            after: Some(&after),
+            source: &envelope::source(Some(shape), &origin),
+            transaction: None,
+            message: None,
+        });
         Ok(envelope::record(
             &shape.topic,
-            key.as_ref(),
+            key.as_deref(),
             Some(&value),
             self.ts_us / 1000,
             partition,

@@ -57,9 +57,10 @@ struct Draft<'a> {
     op: &'a str,
     shape: Option<&'a Shape>,
     lsn: u64,
-    key: Option<Json>,
-    before: Json,
-    after: Json,
+    /// JSON texts; None is null.
+    key: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
 }
 
 impl Stream {
@@ -143,8 +144,8 @@ impl Stream {
                         shape: Some(&shape),
                         lsn,
                         key: shape.key(&new, m)?,
-                        before: Json::Null,
-                        after: shape.row(&new, m)?,
+                        before: None,
+                        after: Some(shape.row(&new, m)?),
                     };
                     self.emit(s, d, out)?;
                 }
@@ -172,8 +173,8 @@ impl Stream {
                             shape: Some(&shape),
                             lsn,
                             key: None,
-                            before: Json::Null,
-                            after: Json::Null,
+                            before: None,
+                            after: None,
                         };
                         self.emit(s, d, out)?;
                     }
@@ -253,16 +254,16 @@ impl Stream {
                     shape: Some(shape),
                     lsn,
                     key: shape.key(&new, m)?,
-                    before: Json::Null,
-                    after: shape.row(&new, m)?,
+                    before: None,
+                    after: Some(shape.row(&new, m)?),
                 };
                 return self.emit(s, d, out);
             }
         }
         // Only REPLICA IDENTITY FULL sends the whole old row.
         let before = match &old {
-            Some(old) if !key_only => shape.row(old, m)?,
-            _ => Json::Null,
+            Some(old) if !key_only => Some(shape.row(old, m)?),
+            _ => None,
         };
         let d = Draft {
             op: "u",
@@ -270,7 +271,7 @@ impl Stream {
             lsn,
             key: shape.key(&new, m)?,
             before,
-            after: shape.row(&new, m)?,
+            after: Some(shape.row(&new, m)?),
         };
         self.emit(s, d, out)
     }
@@ -290,8 +291,8 @@ impl Stream {
             shape: Some(shape),
             lsn,
             key: key.clone(),
-            before: shape.row(old, m)?,
-            after: Json::Null,
+            before: Some(shape.row(old, m)?),
+            after: None,
         };
         let emitted = self.emit(s, d, out);
         if s.tombstones && key.is_some() && !s.skip.contains(&'d') {
@@ -300,7 +301,7 @@ impl Stream {
                     out,
                     envelope::record(
                         &shape.topic,
-                        key.as_ref(),
+                        key.as_deref(),
                         None,
                         self.ts_ms(),
                         &self.partition,
@@ -323,15 +324,17 @@ impl Stream {
         out: &mut Vec<Record>,
     ) -> Result<()> {
         let content = crate::values::base64(content);
-        let key = json!({ "prefix": prefix });
+        let key = json!({ "prefix": prefix }).to_string();
+        let body = json!({ "prefix": prefix, "content": content }).to_string();
         if transactional && self.tx.is_some() {
+            // The body rides in `after` until emit moves it to `message`.
             let d = Draft {
                 op: "m",
                 shape: None,
                 lsn: at,
                 key: Some(key),
-                before: Json::Null,
-                after: json!({ "prefix": prefix, "content": content }),
+                before: None,
+                after: Some(body),
             };
             return self.emit(s, d, out);
         }
@@ -350,14 +353,14 @@ impl Stream {
             lsn: Some(at),
             sequence: self.sequence(at),
         };
-        let mut value = envelope::event(
-            "m",
-            Json::Null,
-            Json::Null,
-            envelope::source(None, &origin),
-            Json::Null,
-        );
-        value["message"] = json!({ "prefix": prefix, "content": content });
+        let value = envelope::event(&envelope::Parts {
+            op: "m",
+            before: None,
+            after: None,
+            source: &envelope::source(None, &origin),
+            transaction: None,
+            message: Some(&body),
+        });
         out.push(envelope::record(
             &format!("{}.message", s.prefix),
             Some(&key),
@@ -394,8 +397,8 @@ impl Stream {
         }
     }
 
-    fn sequence(&self, lsn: u64) -> Json {
-        json!([self.last_commit.map(|l| l.to_string()), lsn.to_string()])
+    fn sequence(&self, lsn: u64) -> (Option<u64>, u64) {
+        (self.last_commit, lsn)
     }
 
     fn ts_ms(&self) -> i64 {
@@ -418,25 +421,28 @@ impl Stream {
                 progress::format_lsn(d.lsn)
             )));
         };
-        let table = d
-            .shape
-            .map(|sh| format!("{}.{}", sh.schema, sh.table))
-            .unwrap_or_default();
         tx.total += 1;
-        let per = match tx.per_table.iter_mut().find(|(t, _)| *t == table) {
-            Some(entry) => {
-                entry.1 += 1;
-                entry.1
-            }
-            None => {
-                tx.per_table.push((table.clone(), 1));
-                1
-            }
-        };
         let transaction = if s.transaction_metadata {
-            json!({ "id": tx.id(), "total_order": tx.total, "data_collection_order": per })
+            let table = d
+                .shape
+                .map(|sh| format!("{}.{}", sh.schema, sh.table))
+                .unwrap_or_default();
+            let per = match tx.per_table.iter_mut().find(|(t, _)| *t == table) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.1
+                }
+                None => {
+                    tx.per_table.push((table, 1));
+                    1
+                }
+            };
+            Some(
+                json!({ "id": tx.id(), "total_order": tx.total, "data_collection_order": per })
+                    .to_string(),
+            )
         } else {
-            Json::Null
+            None
         };
         let Some(pos) = self.next_position() else {
             return Ok(());
@@ -451,25 +457,23 @@ impl Stream {
             lsn: Some(d.lsn),
             sequence: self.sequence(d.lsn),
         };
-        let mut value = envelope::event(
-            d.op,
-            d.before,
-            d.after,
-            envelope::source(d.shape, &origin),
-            transaction,
-        );
-        let topic = match d.shape {
-            Some(sh) => sh.topic.clone(),
-            None => {
-                // A transactional logical message: Debezium's message topic and body.
-                value["message"] = value["after"].take();
-                value["after"] = Json::Null;
-                format!("{}.message", s.prefix)
-            }
+        let source = envelope::source(d.shape, &origin);
+        // A transactional logical message: Debezium's message topic and body.
+        let (topic, after, message) = match d.shape {
+            Some(sh) => (sh.topic.clone(), d.after.as_deref(), None),
+            None => (format!("{}.message", s.prefix), None, d.after.as_deref()),
         };
+        let value = envelope::event(&envelope::Parts {
+            op: d.op,
+            before: d.before.as_deref(),
+            after,
+            source: &source,
+            transaction: transaction.as_deref(),
+            message,
+        });
         let record = envelope::record(
             &topic,
-            d.key.as_ref(),
+            d.key.as_deref(),
             Some(&value),
             ts_us.div_euclid(1000),
             &self.partition,
@@ -505,8 +509,8 @@ impl Stream {
         }
         let record = envelope::record(
             &s.transaction_topic,
-            Some(&json!({ "id": id })),
-            Some(&value),
+            Some(&json!({ "id": id }).to_string()),
+            Some(&value.to_string()),
             tx.ts_us.div_euclid(1000),
             &self.partition,
             self.offset(pos, tx.commit),
