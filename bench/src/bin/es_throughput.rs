@@ -145,17 +145,15 @@ async fn produce(topic: &str, n: u64) -> anyhow::Result<()> {
     while from < n {
         let to = (from + 10_000).min(n);
         let docs: Vec<String> = (from..to).map(doc).collect();
-        let sends: Vec<_> = docs
-            .iter()
-            .map(|v| {
-                p.send(
-                    FutureRecord::<(), _>::to(topic).partition(0).payload(v),
-                    Duration::from_secs(60),
-                )
-            })
-            .collect();
+        // send_result queues at once; `send` would only queue when awaited,
+        // one record per linger.
+        let mut sends = Vec::with_capacity(docs.len());
+        for v in &docs {
+            let record = FutureRecord::<(), _>::to(topic).partition(0).payload(v);
+            sends.push(p.send_result(record).map_err(|(e, _)| e)?);
+        }
         for f in sends {
-            f.await.map_err(|(e, _)| e)?;
+            f.await?.map_err(|(e, _)| e)?;
         }
         from = to;
     }

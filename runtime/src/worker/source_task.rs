@@ -174,13 +174,19 @@ impl Pending {
 
 fn batch_offsets(records: &[Record]) -> Result<BatchOffsets, Failure> {
     let mut out = BTreeMap::new();
-    for r in records {
+    // Only the last offset of each source partition is kept, so only that one
+    // is parsed: a CDC batch carries a distinct offset on every record.
+    let mut seen = std::collections::HashSet::new();
+    for r in records.iter().rev() {
         if let Some((p, o)) = &r.source {
+            if !seen.insert(p.as_str()) {
+                continue;
+            }
             let p = canonical(p)
                 .map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
             let o = canonical(o)
                 .map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
-            out.insert(p.to_string(), (p, o));
+            out.entry(p.to_string()).or_insert((p, o));
         }
     }
     Ok(out)

@@ -26,7 +26,7 @@ use stream::Stream;
 use values::Mapping;
 
 /// Most pgoutput bytes read per poll: bounds what one poll decodes.
-const READ_BYTES: u32 = 4 << 20;
+const READ_BYTES: u32 = 1 << 20;
 const BACKOFF_MAX_MS: u32 = 10_000;
 
 enum Phase {
