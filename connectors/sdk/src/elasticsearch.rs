@@ -3,7 +3,7 @@
 //! bodies and reads per-item outcomes. Compiled natively (unit tests), every
 //! call fails: there is no host to talk to.
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// A whole HTTP response.
 #[derive(Clone, Debug)]
@@ -24,19 +24,11 @@ pub struct ItemResult {
 use crate::bindings::sink::wharf::connector::elasticsearch as es;
 
 #[cfg(target_arch = "wasm32")]
-fn from_wit(e: crate::bindings::source::wharf::connector::types::PluginError) -> Error {
-    use crate::bindings::source::wharf::connector::types::PluginError as P;
-    match e {
-        P::Retriable(m) => Error::Retriable(m),
-        P::Fatal(m) => Error::Fatal(m),
-    }
-}
+use crate::from_wit;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn unavailable<T>() -> Result<T> {
-    Err(Error::Fatal(
-        "the elasticsearch capability exists only inside the Wharf host".into(),
-    ))
+    crate::host_only("elasticsearch")
 }
 
 /// Sends a request (index or data stream admin) to the granted cluster.

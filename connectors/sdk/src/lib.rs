@@ -99,6 +99,24 @@ impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn from_wit(e: bindings::source::wharf::connector::types::PluginError) -> Error {
+    use bindings::source::wharf::connector::types::PluginError as P;
+    match e {
+        P::Retriable(m) => Error::Retriable(m),
+        P::Fatal(m) => Error::Fatal(m),
+    }
+}
+
+/// What a capability call does when compiled natively (unit tests): there
+/// is no host to talk to.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn host_only<T>(capability: &str) -> Result<T> {
+    Err(Error::Fatal(format!(
+        "the {capability} capability exists only inside the Wharf host"
+    )))
+}
+
 /// Identity and config schema, common to every kind of plugin.
 pub trait Plugin {
     const NAME: &'static str;

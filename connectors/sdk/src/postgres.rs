@@ -3,7 +3,7 @@
 //! connector's `database.*` keys. Compiled natively (unit tests), every call
 //! fails: there is no host to talk to.
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// One result row: each column's text output, `None` for NULL.
 pub type Row = Vec<Option<String>>;
@@ -29,19 +29,11 @@ pub struct SlotCreated {
 use crate::bindings::source::wharf::connector::postgres as wit;
 
 #[cfg(target_arch = "wasm32")]
-fn from_wit(e: crate::bindings::source::wharf::connector::types::PluginError) -> Error {
-    use crate::bindings::source::wharf::connector::types::PluginError as P;
-    match e {
-        P::Retriable(m) => Error::Retriable(m),
-        P::Fatal(m) => Error::Fatal(m),
-    }
-}
+use crate::from_wit;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn unavailable<T>() -> Result<T> {
-    Err(Error::Fatal(
-        "the postgres capability exists only inside the Wharf host".into(),
-    ))
+    crate::host_only("postgres")
 }
 
 /// Runs SQL on the query connection; the rows of the last statement with any.

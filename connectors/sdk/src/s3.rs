@@ -3,7 +3,7 @@
 //! access and credentials); keys here are relative to that bucket. Compiled
 //! natively (unit tests), every call fails: there is no host to talk to.
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// An object's key and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,19 +16,11 @@ pub struct ObjectInfo {
 use crate::bindings::source::wharf::connector::s3 as wit;
 
 #[cfg(target_arch = "wasm32")]
-fn from_wit(e: crate::bindings::source::wharf::connector::types::PluginError) -> Error {
-    use crate::bindings::source::wharf::connector::types::PluginError as P;
-    match e {
-        P::Retriable(m) => Error::Retriable(m),
-        P::Fatal(m) => Error::Fatal(m),
-    }
-}
+use crate::from_wit;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn unavailable<T>() -> Result<T> {
-    Err(Error::Fatal(
-        "the s3 capability exists only inside the Wharf host".into(),
-    ))
+    crate::host_only("s3")
 }
 
 /// Stores a whole object in one request.

@@ -5,6 +5,7 @@
 use wharf_sdk::{Error, Record, Result};
 
 use crate::pgoutput::Value;
+use crate::settings::Settings;
 use crate::values::{self, Mapping};
 
 pub const CONNECTOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-wharf");
@@ -69,6 +70,30 @@ fn plain_integer(t: &str) -> bool {
 }
 
 impl Shape {
+    /// A table's shape from its columns as (name, type OID, type modifier,
+    /// key), with `column.include/exclude.list` applied.
+    pub fn new<'c>(
+        s: &Settings,
+        schema: &str,
+        table: &str,
+        columns: impl Iterator<Item = (&'c str, u32, i32, bool)>,
+    ) -> Shape {
+        Shape {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            topic: s.topic(schema, table),
+            columns: columns
+                .map(|(name, type_oid, type_mod, key)| ColumnShape {
+                    name: name.to_string(),
+                    type_oid,
+                    type_mod,
+                    key,
+                    emit: s.emits_column(schema, table, name),
+                })
+                .collect(),
+        }
+    }
+
     pub fn has_key(&self) -> bool {
         self.columns.iter().any(|c| c.key)
     }

@@ -10,7 +10,7 @@ use wharf_sdk::postgres::{self as pg, ident};
 use wharf_sdk::{Record, Result};
 
 use crate::catalog::Table;
-use crate::envelope::{self, ColumnShape, Origin, Shape};
+use crate::envelope::{self, Origin, Shape};
 use crate::pgoutput::Value;
 use crate::progress;
 use crate::settings::Settings;
@@ -31,22 +31,11 @@ pub struct Snapshot {
 }
 
 pub fn shape_of(s: &Settings, t: &Table) -> Shape {
-    Shape {
-        schema: t.schema.clone(),
-        table: t.name.clone(),
-        topic: s.topic(&t.schema, &t.name),
-        columns: t
-            .columns
-            .iter()
-            .map(|c| ColumnShape {
-                name: c.name.clone(),
-                type_oid: c.type_oid,
-                type_mod: c.type_mod,
-                key: c.key,
-                emit: s.emits_column(&t.schema, &t.name, &c.name),
-            })
-            .collect(),
-    }
+    let columns = t
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, c.key));
+    Shape::new(s, &t.schema, &t.name, columns)
 }
 
 impl Snapshot {

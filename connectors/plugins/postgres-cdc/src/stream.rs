@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value as Json};
 use wharf_sdk::{Error, Record, Result};
 
-use crate::envelope::{self, ColumnShape, Origin, Shape};
+use crate::envelope::{self, Origin, Shape};
 use crate::pgoutput::{self, Message, Relation, Value};
 use crate::progress::{self, Confirmations, Position};
 use crate::settings::Settings;
@@ -204,24 +204,13 @@ impl Stream {
             Some(pk) => pk.contains(&c.name),
             None => c.key,
         };
+        let columns = r
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, is_key(c)));
         Ok(Rel {
             captured,
-            shape: Shape {
-                schema: r.namespace.clone(),
-                table: r.name.clone(),
-                topic: s.topic(&r.namespace, &r.name),
-                columns: r
-                    .columns
-                    .iter()
-                    .map(|c| ColumnShape {
-                        name: c.name.clone(),
-                        type_oid: c.type_oid,
-                        type_mod: c.type_mod,
-                        key: is_key(c),
-                        emit: s.emits_column(&r.namespace, &r.name, &c.name),
-                    })
-                    .collect(),
-            },
+            shape: Shape::new(s, &r.namespace, &r.name, columns),
         })
     }
 
