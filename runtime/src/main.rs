@@ -19,10 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run connectors in one standalone process until SIGINT/SIGTERM.
+    /// Run connectors in one standalone process until SIGINT/SIGTERM, with
+    /// the REST API to add, change and inspect connectors while it runs.
     Run {
-        /// Connector config files (YAML).
-        #[arg(required = true)]
+        /// Connector config files (YAML); none starts an empty worker that
+        /// takes connectors over REST.
         configs: Vec<PathBuf>,
         /// Worker config (YAML): bootstrap.servers, offset.storage, producer.*,
         /// consumer.*. Without one, sources feed sinks in-process.
@@ -37,6 +38,26 @@ enum Command {
         /// Seconds between progress lines (0 turns them off).
         #[arg(long, default_value_t = 5)]
         progress: u64,
+        /// REST API address (default: the worker config's `listeners`, else
+        /// 127.0.0.1:8083; port 0 picks a free port; "none" turns it off).
+        #[arg(long, env = "WHARF_LISTEN")]
+        listen: Option<String>,
+        /// Apply connector YAML files from this folder while running: new or
+        /// changed files create or reconfigure, removed files delete.
+        #[arg(long)]
+        watch: Option<PathBuf>,
+    },
+    /// Join a group of workers (distributed mode): connectors are created
+    /// over the REST API of any member and their tasks spread over all.
+    Worker {
+        /// Worker config (YAML): group.id, bootstrap.servers, topics.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// REST API address (default: the worker config's `listeners`, else 127.0.0.1:8083).
+        #[arg(long, env = "WHARF_LISTEN")]
+        listen: Option<String>,
     },
     /// Check connector configs against their plugins' specs; starts nothing.
     Validate {
@@ -128,14 +149,30 @@ fn main() -> anyhow::Result<()> {
                 offsets,
                 cache,
                 progress,
+                listen,
+                watch,
             } => {
                 let opts = cli::run::RunOptions {
                     worker,
                     offsets,
                     cache: cache.dir(),
                     progress_secs: progress,
+                    listen,
+                    watch,
                 };
                 cli::run::run(&configs, opts).await
+            }
+            Command::Worker {
+                config,
+                cache,
+                listen,
+            } => {
+                cli::worker::run(cli::worker::WorkerOptions {
+                    config,
+                    cache: cache.dir(),
+                    listen,
+                })
+                .await
             }
             Command::Validate { configs, cache } => cli::run::validate(&configs, cache.dir()).await,
             Command::Plugin { command } => match command {

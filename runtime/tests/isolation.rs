@@ -6,9 +6,21 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wharf::config::parse;
+use wharf::herder::Herder;
 use wharf::offsets::FileOffsetStore;
 use wharf::plugin::{PluginHost, TEST_PLUGIN_DIR};
 use wharf::worker::{self, State};
+
+/// Starts validated connectors on a worker without Kafka or REST.
+async fn start(
+    host: PluginHost,
+    prepared: Vec<worker::Prepared>,
+    offsets: wharf::offsets::OffsetStore,
+) -> std::sync::Arc<Herder> {
+    let herder = Herder::new(std::sync::Arc::new(host), offsets, None);
+    herder.start_all(prepared).await.expect("start");
+    herder
+}
 
 fn misbehaving(name: &str, mode: &str) -> String {
     misbehaving_with(name, mode, 600_000)
@@ -47,8 +59,8 @@ async fn each_misbehaviour_fails_only_its_task() {
         .await
         .expect("valid configs");
     let offsets = FileOffsetStore::open(&dir.join("offsets.json")).expect("offsets");
-    let running = worker::start(prepared, offsets, None).await.expect("start");
-    let status = running.status.clone();
+    let running = start(host, prepared, offsets.into()).await;
+    let status = running.status_board().clone();
 
     let started = Instant::now();
     loop {
@@ -97,7 +109,7 @@ async fn each_misbehaviour_fails_only_its_task() {
         after > before,
         "healthy connector stopped producing ({before} -> {after})"
     );
-    running.stop().await;
+    running.shutdown().await;
 }
 
 #[tokio::test]
@@ -136,13 +148,14 @@ async fn a_granted_directory_is_the_only_one_visible() {
     let prepared = worker::prepare_all(&host, &[source, sink, nosy])
         .await
         .expect("valid");
-    let running = worker::start(
+    let running = start(
+        host,
         prepared,
-        FileOffsetStore::open(&dir.join("o.json")).expect("offsets"),
-        None,
+        FileOffsetStore::open(&dir.join("o.json"))
+            .expect("offsets")
+            .into(),
     )
-    .await
-    .expect("start");
+    .await;
     let started = Instant::now();
     while std::fs::read_to_string(dir.join("out.jsonl"))
         .unwrap_or_default()
@@ -156,14 +169,14 @@ async fn a_granted_directory_is_the_only_one_visible() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let nosy = running.status.task("nosy", 0).expect("nosy task");
+    let nosy = running.status_board().task("nosy", 0).expect("nosy task");
     assert_eq!(nosy.state, State::Failed);
     let trace = nosy.trace.unwrap_or_default();
     assert!(
         trace.contains(&format!("cannot open {}/in.jsonl", dir.display())),
         "{trace}"
     );
-    running.stop().await;
+    running.shutdown().await;
     assert_eq!(
         std::fs::read_to_string(dir.join("out.jsonl")).expect("out"),
         "{\"a\":1}\n{\"a\":2}\n"
@@ -211,14 +224,14 @@ async fn a_failed_task_restarts_itself_with_backoff() {
     .expect("config");
     let prepared = worker::prepare_all(&host, &[config]).await.expect("valid");
     let offsets = FileOffsetStore::open(&dir.join("o.json")).expect("offsets");
-    let running = worker::start(prepared, offsets, None).await.expect("start");
+    let running = start(host, prepared, offsets.into()).await;
     let started = Instant::now();
     let mut states = std::collections::BTreeSet::new();
     // The task flips between Failed and Running on its own, so keep the
     // trace seen while it was Failed rather than reading it at the end.
     let mut failed_trace: Option<String> = None;
     loop {
-        let snap = running.status.snapshot();
+        let snap = running.status_board().snapshot();
         let (_, _, status, counters) = snap.first().expect("one task");
         states.insert(format!("{:?}", status.state));
         if status.trace.is_some() {
@@ -236,5 +249,5 @@ async fn a_failed_task_restarts_itself_with_backoff() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    running.stop().await;
+    running.shutdown().await;
 }

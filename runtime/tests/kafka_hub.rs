@@ -414,7 +414,7 @@ fn retriable_put_failures_are_retried_until_errors_retry_timeout() {
     )
     .expect("sink.yaml");
     let started = Instant::now();
-    let out = wharf(
+    let mut child = spawn(
         &dir,
         &[
             "run",
@@ -425,8 +425,23 @@ fn retriable_put_failures_are_retried_until_errors_retry_timeout() {
             "0",
         ],
     );
+    // A task left FAILED stays so (restartable over REST) until the worker stops.
+    let log_path = dir.join("wharf.log");
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("sink task FAILED")
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let elapsed = started.elapsed();
-    let log = String::from_utf8_lossy(&out.stderr);
+    signal(&child, "-TERM");
+    let exit = child.wait().expect("wait");
+    assert!(
+        !exit.success(),
+        "a worker with a FAILED task exits non-zero"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let retries = log.matches("put failed, retrying").count();
     assert!(retries >= 3, "only {retries} retries:\n{log}");
     assert!(

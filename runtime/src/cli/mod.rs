@@ -1,3 +1,4 @@
 pub mod inspect;
 pub mod run;
 pub mod scaffold;
+pub mod worker;

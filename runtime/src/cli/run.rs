@@ -1,14 +1,20 @@
 //! `wharf run` and `wharf validate`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wharf::config::{load_file, load_worker, ConnectorConfig, OffsetStorage, WorkerConfig};
+use wharf::herder::Herder;
 use wharf::kafka::KafkaHub;
 use wharf::offsets::{FileOffsetStore, KafkaOffsetStore, OffsetStore};
 use wharf::plugin::PluginHost;
+use wharf::rest::RestOptions;
 use wharf::worker::{self, State};
+
+/// Kafka Connect's REST port, so its tooling finds Wharf where it looks.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
 
 fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut configs = Vec::new();
@@ -50,9 +56,13 @@ pub struct RunOptions {
     pub offsets: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub progress_secs: u64,
+    /// REST listen address (overrides the worker config); "none" turns it off.
+    pub listen: Option<String>,
+    /// Folder of connector YAML applied while running (overrides the worker config).
+    pub watch: Option<PathBuf>,
 }
 
-async fn open_offsets(
+pub async fn open_offsets(
     worker: &WorkerConfig,
     explicit: Option<&Path>,
     hub: Option<&KafkaHub>,
@@ -93,7 +103,7 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         Some(p) => load_worker(p)?,
         None => WorkerConfig::default(),
     };
-    let host = PluginHost::new(opts.cache.clone())?;
+    let host = Arc::new(PluginHost::new(opts.cache.clone())?);
     let prepared = worker::prepare_all(&host, &configs).await?;
     let hub = match &worker_config.bootstrap_servers {
         Some(servers) => {
@@ -102,25 +112,55 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some(hub) = &hub {
-        worker::fence_exactly_once(&prepared, hub).await?;
-    }
     let offsets = open_offsets(&worker_config, opts.offsets.as_deref(), hub.as_deref()).await?;
     tracing::info!(offsets = %offsets.describe(), "source offsets store");
-    let mut running = worker::start(prepared, offsets, hub.clone()).await?;
-    let status = running.status.clone();
+    let herder = Herder::new(host, offsets, hub.clone());
+    let listen = opts
+        .listen
+        .clone()
+        .or_else(|| worker_config.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    if listen != "none" {
+        let rest_opts = RestOptions {
+            bearer_token: worker_config.rest_token.clone(),
+            tls: worker_config
+                .rest_tls
+                .clone()
+                .map(|(certificate, key)| wharf::rest::TlsFiles { certificate, key }),
+        };
+        wharf::rest::serve(herder.clone(), &listen, rest_opts).await?;
+    }
+    herder.start_all(prepared).await?;
+    if let Some(dir) = opts
+        .watch
+        .clone()
+        .or_else(|| worker_config.watch_dir.clone())
+    {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "config.watch.dir / --watch: {} is not a directory",
+            dir.display()
+        );
+        tokio::spawn(wharf::herder::folder::watch_dir(
+            herder.clone(),
+            dir,
+            Duration::from_secs(2),
+        ));
+    }
+    let status = herder.status_board().clone();
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(progress_secs.max(1)));
     report.tick().await;
+    let mut check = tokio::time::interval(Duration::from_millis(200));
     let started = Instant::now();
     let mut last: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            ended = running.join_next() => {
-                if ended.is_none() {
+            _ = check.tick() => {
+                if herder.all_ended().await {
                     tracing::info!("every task has ended");
                     break;
                 }
@@ -131,14 +171,14 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping: flushing sinks and committing offsets");
-    running.stop().await;
-    print_progress(&status, &last, progress_secs.max(1), started);
     let failed: Vec<String> = status
         .snapshot()
         .into_iter()
         .filter(|(_, _, s, _)| s.state == State::Failed)
         .map(|(c, t, s, _)| format!("{c}-{t}: {}", s.trace.unwrap_or_default()))
         .collect();
+    print_progress(&status, &last, progress_secs.max(1), started);
+    herder.shutdown().await;
     if !failed.is_empty() {
         anyhow::bail!(
             "{} task(s) failed:\n  {}",

@@ -64,7 +64,7 @@ impl ConnectorConfig {
             .iter()
             .map(|(k, v)| {
                 let v = if self.secret_keys.contains(k) {
-                    "[hidden]".to_string()
+                    HIDDEN.to_string()
                 } else {
                     v.clone()
                 };
@@ -200,6 +200,39 @@ fn from_value(
         name,
         config,
         origin: file.to_string(),
+        secret_keys,
+    })
+}
+
+/// What the API shows instead of a secret value. Sent back in an update, it
+/// keeps the value already stored.
+pub const HIDDEN: &str = "[hidden]";
+
+/// Builds a connector from Connect's flat JSON map (the REST API), resolving
+/// `${env:..}`/`${file:..}` references like a YAML file does.
+pub fn from_map(
+    name: &str,
+    map: BTreeMap<String, String>,
+    origin: &str,
+) -> Result<ConnectorConfig, ConfigError> {
+    let mut config = BTreeMap::new();
+    let mut secret_keys = BTreeSet::new();
+    for (key, value) in map {
+        let (resolved, had_secret) =
+            secrets::resolve(&value, None).map_err(|message| ConfigError::Key {
+                file: origin.to_string(),
+                key: key.clone(),
+                message,
+            })?;
+        if had_secret {
+            secret_keys.insert(key.clone());
+        }
+        config.insert(key, resolved);
+    }
+    Ok(ConnectorConfig {
+        name: name.to_string(),
+        config,
+        origin: origin.to_string(),
         secret_keys,
     })
 }

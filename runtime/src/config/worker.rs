@@ -25,6 +25,14 @@ pub struct WorkerConfig {
     pub offset_storage: OffsetStorage,
     pub topic_creation_enable: bool,
     pub offset_flush_timeout: Duration,
+    /// Where the REST API listens (Connect's `listeners`, first entry).
+    pub listen: Option<String>,
+    /// `rest.auth.token`: requests need `Authorization: Bearer <token>`.
+    pub rest_token: Option<String>,
+    /// `rest.tls.certificate.file` and `rest.tls.key.file` (PEM): HTTPS.
+    pub rest_tls: Option<(PathBuf, PathBuf)>,
+    /// `config.watch.dir`: connector YAML applied while the worker runs.
+    pub watch_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_OFFSETS_FILE: &str = ".wharf/standalone.offsets.json";
@@ -39,6 +47,10 @@ impl Default for WorkerConfig {
             offset_storage: OffsetStorage::File(DEFAULT_OFFSETS_FILE.into()),
             topic_creation_enable: true,
             offset_flush_timeout: Duration::from_secs(5),
+            listen: None,
+            rest_token: None,
+            rest_tls: None,
+            watch_dir: None,
         }
     }
 }
@@ -134,6 +146,56 @@ impl WorkerConfig {
                 }
             }
         }
+        let cert = c.map.get("rest.tls.certificate.file").map(PathBuf::from);
+        let key = c.map.get("rest.tls.key.file").map(PathBuf::from);
+        c.rest_tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(c.key_error(
+                    "rest.tls.key.file",
+                    "required with rest.tls.certificate.file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(c.key_error(
+                    "rest.tls.certificate.file",
+                    "required with rest.tls.key.file",
+                ))
+            }
+        };
+        if let Some(l) = c.map.get("listeners") {
+            let first = l.split(',').next().unwrap_or("").trim().to_string();
+            let addr = match first.split_once("://") {
+                Some(("http", _)) if c.rest_tls.is_some() => {
+                    return Err(c.key_error(
+                        "listeners",
+                        format!("'{first}' is plain HTTP but rest.tls.* is set: use https://"),
+                    ))
+                }
+                Some(("https", _)) if c.rest_tls.is_none() => {
+                    return Err(c.key_error(
+                        "listeners",
+                        format!("'{first}' needs rest.tls.certificate.file and rest.tls.key.file"),
+                    ))
+                }
+                Some(("http" | "https", addr)) => addr.to_string(),
+                None if !first.is_empty() => first.clone(),
+                _ => {
+                    return Err(c.key_error(
+                        "listeners",
+                        format!("'{first}' is not an http(s)://HOST:PORT listener"),
+                    ))
+                }
+            };
+            c.listen = Some(addr);
+        }
+        c.watch_dir = c.map.get("config.watch.dir").map(PathBuf::from);
+        c.rest_token = c
+            .map
+            .get("rest.auth.token")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         Ok(c)
     }
 }

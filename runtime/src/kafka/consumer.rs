@@ -6,13 +6,14 @@
 //! what the sink made durable before letting the partitions go.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_records::Record;
@@ -47,9 +48,26 @@ pub struct SinkContext {
     held: Arc<Mutex<Option<Vec<Record>>>>,
     rebalances: AtomicU64,
     label: String,
+    /// Records past what was processed or committed, from librdkafka's
+    /// statistics (-1 until the first report).
+    lag: Arc<AtomicI64>,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        // librdkafka's consumer_lag: high watermark minus the larger of the
+        // position and the committed offset; -1 where unknown (and for the
+        // internal unassigned partition).
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .map(|p| p.consumer_lag)
+            .filter(|l| *l >= 0)
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -125,6 +143,7 @@ fn commit_list(offsets: &[(String, i32, i64)]) -> Result<TopicPartitionList, Kaf
 
 pub struct SinkConsumer {
     pub events: mpsc::Receiver<ConsumerEvent>,
+    lag: Arc<AtomicI64>,
     consumer: Arc<BaseConsumer<SinkContext>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -144,6 +163,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     // A dead worker's partitions move after this long (Connect's 10 s).
     ("session.timeout.ms", "10000"),
     ("fetch.message.max.bytes", "1048576"),
+    // Feeds the consumer lag metric.
+    ("statistics.interval.ms", "5000"),
 ];
 
 impl SinkConsumer {
@@ -166,12 +187,14 @@ impl SinkConsumer {
             config.set("group.instance.id", format!("connector-consumer-{label}"));
         }
         let (tx, events) = mpsc::channel(QUEUE_BATCHES);
+        let lag = Arc::new(AtomicI64::new(-1));
         let held = Arc::new(Mutex::new(None));
         let context = SinkContext {
             tx: tx.clone(),
             held: held.clone(),
             rebalances: AtomicU64::new(0),
             label: label.clone(),
+            lag: lag.clone(),
         };
         let consumer: BaseConsumer<SinkContext> = config
             .create_with_context(context)
@@ -191,6 +214,7 @@ impl SinkConsumer {
         };
         Ok(SinkConsumer {
             events,
+            lag,
             consumer,
             stop,
             thread: Some(thread),
@@ -220,6 +244,12 @@ impl SinkConsumer {
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+
+    /// Records in Kafka this task has not processed yet, summed over its
+    /// partitions, as of librdkafka's last statistics report.
+    pub fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
     }
 
     /// Leaves the group (off the async threads).

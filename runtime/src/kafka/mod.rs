@@ -4,6 +4,7 @@
 //! `producer.override.*`/`consumer.override.*` connector overrides.
 
 mod consumer;
+mod group_offsets;
 mod producer;
 mod topics;
 mod transactional;
@@ -18,6 +19,7 @@ use rdkafka::ClientConfig;
 use crate::config::{ConnectorConfig, WorkerConfig};
 
 pub use consumer::{ConsumerEvent, SinkConsumer};
+pub use group_offsets::Position as GroupPosition;
 pub use producer::SourceProducer;
 pub use topics::{ensure_topic, TopicCreation};
 pub use transactional::{transactional_id, TransactionalProducer};
@@ -33,6 +35,8 @@ pub enum KafkaError {
     CreateTopic { topic: String, message: String },
     #[error("{0}")]
     Timeout(String),
+    #[error("{0}")]
+    GroupBusy(String),
 }
 
 pub(crate) fn client_err(
@@ -155,6 +159,17 @@ impl KafkaHub {
         tokio::task::spawn_blocking(move || TransactionalProducer::new(&bootstrap, &layers, &id))
             .await
             .map_err(|e| KafkaError::Timeout(format!("transactional producer task: {e}")))?
+    }
+
+    /// The Kafka cluster id (GET / shows it, as Connect does).
+    pub async fn cluster_id(self: &Arc<Self>) -> Option<String> {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || {
+            hub.admin.inner().fetch_cluster_id(Duration::from_secs(5))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Blocks (off the async threads) until produced records are delivered.

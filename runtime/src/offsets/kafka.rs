@@ -19,6 +19,10 @@ pub struct KafkaOffsetStore {
     topic: String,
     producer: FutureProducer,
     entries: Mutex<BTreeMap<String, Value>>,
+    bootstrap: String,
+    consumer_overrides: Vec<(String, String)>,
+    /// Other workers write here too (a group): re-read before each load.
+    shared: std::sync::atomic::AtomicBool,
 }
 
 fn kafka_err(what: &str, e: impl std::fmt::Display) -> OffsetError {
@@ -57,12 +61,15 @@ impl KafkaOffsetStore {
         )
         .create()
         .map_err(|e| kafka_err("offsets producer", e))?;
-        let (bootstrap, topic_name) = (bootstrap.to_string(), topic.to_string());
-        let entries = tokio::task::spawn_blocking(move || {
-            read_all(&bootstrap, &topic_name, consumer_overrides)
-        })
-        .await
-        .map_err(|e| kafka_err("reading offsets", e))??;
+        let (bootstrap_owned, topic_name, overrides) = (
+            bootstrap.to_string(),
+            topic.to_string(),
+            consumer_overrides.clone(),
+        );
+        let entries =
+            tokio::task::spawn_blocking(move || read_all(&bootstrap_owned, &topic_name, overrides))
+                .await
+                .map_err(|e| kafka_err("reading offsets", e))??;
         tracing::info!(
             topic,
             keys = entries.len(),
@@ -72,7 +79,31 @@ impl KafkaOffsetStore {
             topic: topic.to_string(),
             producer,
             entries: Mutex::new(entries),
+            bootstrap: bootstrap.to_string(),
+            consumer_overrides,
+            shared: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks the topic as written by other workers too (distributed mode).
+    pub fn set_shared(&self) {
+        self.shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads the topic again, so offsets another worker committed (a task
+    /// that moved here) are seen.
+    async fn refresh(&self) -> Result<(), OffsetError> {
+        let (bootstrap, topic, overrides) = (
+            self.bootstrap.clone(),
+            self.topic.clone(),
+            self.consumer_overrides.clone(),
+        );
+        let fresh = tokio::task::spawn_blocking(move || read_all(&bootstrap, &topic, overrides))
+            .await
+            .map_err(|e| kafka_err("reading offsets", e))??;
+        *self.entries.lock().await = fresh;
+        Ok(())
     }
 
     pub fn topic(&self) -> &str {
@@ -80,6 +111,14 @@ impl KafkaOffsetStore {
     }
 
     pub async fn load(&self, connector: &str) -> Vec<(String, String)> {
+        if self.shared.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(
+                    connector,
+                    "re-reading offsets failed, using what was read before: {e}"
+                );
+            }
+        }
         super::entries_of(&*self.entries.lock().await, connector)
     }
 
@@ -101,6 +140,18 @@ impl KafkaOffsetStore {
         for (p, o) in offsets {
             entries.insert(offset_key(connector, p), o.clone());
         }
+    }
+
+    pub async fn alter(
+        &self,
+        connector: &str,
+        changes: &[(Value, Option<Value>)],
+    ) -> Result<(), OffsetError> {
+        let writes = changes
+            .iter()
+            .map(|(p, o)| (offset_key(connector, p), o.clone()))
+            .collect();
+        self.write(writes).await
     }
 
     pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {

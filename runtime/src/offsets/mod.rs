@@ -127,6 +127,30 @@ impl OffsetStore {
             OffsetStore::Kafka(k) => k.reset(connector).await,
         }
     }
+
+    /// Sets (`Some`) or removes (`None`) single partitions' offsets
+    /// (KIP-875's PATCH).
+    pub async fn alter(
+        &self,
+        connector: &str,
+        changes: &[(Value, Option<Value>)],
+    ) -> Result<(), OffsetError> {
+        match self {
+            OffsetStore::File(f) => {
+                f.update_and_persist(|entries| {
+                    for (p, o) in changes {
+                        let key = offset_key(connector, p);
+                        match o {
+                            Some(o) => entries.insert(key, o.clone()),
+                            None => entries.remove(&key),
+                        };
+                    }
+                })
+                .await
+            }
+            OffsetStore::Kafka(k) => k.alter(connector, changes).await,
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -25,7 +25,7 @@ pub use bindings::types::{ConfigKey, ConfigType, Importance, PluginInfo, PluginK
 pub use instance::{
     CallError, Flushed, Rejection, SinkInstance, SourceInstance, TransformInstance,
 };
-pub use state::{HostState, PluginMetrics, TaskId};
+pub use state::{now_millis, HostState, PluginMetrics, TaskId};
 
 /// Where the test-only plugins (misbehave, identity, discard) were built.
 pub const TEST_PLUGIN_DIR: &str = env!("WHARF_TEST_PLUGIN_DIR");
@@ -187,6 +187,11 @@ impl PluginHost {
             self.cache.hits.load(Ordering::Relaxed),
             self.cache.misses.load(Ordering::Relaxed),
         )
+    }
+
+    /// A plugin already loaded under this class, if any.
+    pub fn loaded(&self, class: &str) -> Option<Arc<Plugin>> {
+        self.loaded.lock().ok().and_then(|m| m.get(class).cloned())
     }
 
     /// Loads a plugin by built-in name or path to a `.wasm` component;

@@ -4,7 +4,7 @@
 //! after every sink that received a batch has flushed it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 use wharf_records::Record;
@@ -40,26 +40,27 @@ impl Drop for Delivery {
 
 /// One sink connector's task queues; a record goes to the task that owns its
 /// partition (or key hash), so per-partition order holds.
-#[derive(Clone)]
 struct Subscriber {
-    connector: String,
+    topics: Vec<String>,
     tasks: Vec<mpsc::Sender<Delivery>>,
 }
 
-#[derive(Clone, Default)]
+/// Routes by topic. Sink connectors subscribe and unsubscribe while sources
+/// publish (connectors come and go through the REST API), so the table sits
+/// behind a lock that `publish` holds only while it sorts a batch.
+#[derive(Default)]
 pub struct Bus {
-    sinks: Vec<Subscriber>,
-    /// Topic -> indices into `sinks`.
-    by_topic: HashMap<String, Vec<usize>>,
+    sinks: RwLock<HashMap<String, Subscriber>>,
 }
 
-/// Records bound for one sink task, keyed by (sink index, task slot).
-type Parts = HashMap<(usize, usize), (mpsc::Sender<Delivery>, Vec<Record>)>;
+/// Records bound for one sink task, keyed by (sink connector, task slot).
+type Parts = HashMap<(String, usize), (mpsc::Sender<Delivery>, Vec<Record>)>;
 
 impl Bus {
-    /// Creates the queues of one sink connector's tasks for its topics.
+    /// Creates the queues of one sink connector's tasks for its topics,
+    /// replacing any earlier subscription of the same connector.
     pub fn subscribe(
-        &mut self,
+        &self,
         connector: &str,
         topics: &[String],
         tasks: usize,
@@ -67,41 +68,52 @@ impl Bus {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..tasks.max(1))
             .map(|_| mpsc::channel(SINK_QUEUE_BATCHES))
             .unzip();
-        let index = self.sinks.len();
-        self.sinks.push(Subscriber {
-            connector: connector.to_string(),
-            tasks: txs,
-        });
-        for topic in topics {
-            self.by_topic.entry(topic.clone()).or_default().push(index);
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.insert(
+                connector.to_string(),
+                Subscriber {
+                    topics: topics.to_vec(),
+                    tasks: txs,
+                },
+            );
         }
         rxs
     }
 
+    /// Stops routing to a sink connector (stopped or deleted).
+    pub fn unsubscribe(&self, connector: &str) {
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.remove(connector);
+        }
+    }
+
     pub fn has_subscribers(&self, topic: &str) -> bool {
-        self.by_topic.contains_key(topic)
+        self.sinks
+            .read()
+            .is_ok_and(|s| s.values().any(|sub| sub.topics.iter().any(|t| t == topic)))
     }
 
     /// Sends a batch to every subscribed sink task, waiting while queues are
     /// full (backpressure). Records of topics nobody reads are dropped.
     pub async fn publish(&self, records: Vec<Record>) -> Arc<BatchAck> {
         let mut parts = Parts::new();
-        for r in records {
-            let Some(subs) = self.by_topic.get(&r.topic) else {
-                continue;
-            };
-            for &si in subs {
-                let sub = &self.sinks[si];
-                let n = sub.tasks.len();
-                let slot = match r.partition {
-                    Some(p) => p.unsigned_abs() as usize % n,
-                    None => r.key.as_deref().map_or(0, |k| fnv(k) as usize % n),
-                };
-                parts
-                    .entry((si, slot))
-                    .or_insert_with(|| (sub.tasks[slot].clone(), Vec::new()))
-                    .1
-                    .push(r.clone());
+        if let Ok(sinks) = self.sinks.read() {
+            for r in records {
+                for (name, sub) in sinks.iter() {
+                    if !sub.topics.contains(&r.topic) {
+                        continue;
+                    }
+                    let n = sub.tasks.len();
+                    let slot = match r.partition {
+                        Some(p) => p.unsigned_abs() as usize % n,
+                        None => r.key.as_deref().map_or(0, |k| fnv(k) as usize % n),
+                    };
+                    parts
+                        .entry((name.clone(), slot))
+                        .or_insert_with(|| (sub.tasks[slot].clone(), Vec::new()))
+                        .1
+                        .push(r.clone());
+                }
             }
         }
         let ack = Arc::new(BatchAck::new(parts.len()));
@@ -118,15 +130,16 @@ impl Bus {
     }
 
     /// (topic, sink connectors reading it).
-    pub fn subscribers(&self) -> impl Iterator<Item = (&String, Vec<&str>)> {
-        self.by_topic.iter().map(|(t, subs)| {
-            (
-                t,
-                subs.iter()
-                    .map(|&i| self.sinks[i].connector.as_str())
-                    .collect(),
-            )
-        })
+    pub fn subscribers(&self) -> Vec<(String, Vec<String>)> {
+        let mut by_topic: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        if let Ok(sinks) = self.sinks.read() {
+            for (name, sub) in sinks.iter() {
+                for t in &sub.topics {
+                    by_topic.entry(t.clone()).or_default().push(name.clone());
+                }
+            }
+        }
+        by_topic.into_iter().collect()
     }
 }
 
@@ -150,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_partition_and_acks_after_all_sinks() {
-        let mut bus = Bus::default();
+        let bus = Bus::default();
         let mut a = bus.subscribe("a", &["t".into()], 2);
         let mut b = bus.subscribe("b", &["t".into()], 1);
         let ack = bus
@@ -171,7 +184,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropped_delivery_marks_batch_lost() {
-        let mut bus = Bus::default();
+        let bus = Bus::default();
         let mut a = bus.subscribe("a", &["t".into()], 1);
         let ack = bus.publish(vec![rec("t", 0)]).await;
         drop(a[0].recv().await.unwrap());

@@ -4,9 +4,11 @@
 
 mod ack;
 mod bus;
+mod connector;
 mod converters;
 mod errors;
 mod grants;
+mod lifecycle;
 mod retry;
 mod sink_task;
 mod source_task;
@@ -18,16 +20,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
 use crate::config::{int_key, ConfigError, ConnectorConfig};
 use crate::kafka::{KafkaHub, TopicCreation};
-use crate::offsets::OffsetStore;
-use crate::plugin::{Limits, Plugin, PluginHost, PluginKind, TaskId};
+use crate::plugin::{Limits, Plugin, PluginHost, PluginKind};
 
 pub use ack::BatchAck;
 pub use bus::Bus;
+pub use connector::{start_connector, task_configs, ConnectorRun, WorkerContext};
+pub use lifecycle::Target;
 pub use status::{State, StatusBoard, TaskStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,7 @@ pub enum WorkerError {
 }
 
 /// A connector that passed validation, with everything needed to start it.
+#[derive(Clone)]
 pub struct Prepared {
     pub config: ConnectorConfig,
     pub plugin: Arc<Plugin>,
@@ -55,6 +56,12 @@ pub struct Prepared {
     errors: errors::ErrorPolicy,
     restart: supervisor::RestartPolicy,
     exactly_once: ExactlyOnce,
+}
+
+impl Prepared {
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
 }
 
 /// Connect's `exactly.once.support` for a source connector.
@@ -289,41 +296,6 @@ pub async fn prepare_all(
     }
 }
 
-/// A running set of connectors.
-pub struct Running {
-    pub status: StatusBoard,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    bus: Option<Arc<Bus>>,
-}
-
-impl Running {
-    /// Graceful stop: sources stop polling and commit what was acknowledged;
-    /// sinks drain their queues, flush and close.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        self.bus = None;
-        while self.tasks.join_next().await.is_some() {}
-    }
-
-    /// True once every task has ended (stopped or failed).
-    pub fn finished(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
-    /// Waits for any one task to end; `None` when none are left.
-    pub async fn join_next(&mut self) -> Option<()> {
-        self.tasks.join_next().await.map(|_| ())
-    }
-}
-
-fn split_err(c: &ConnectorConfig, e: impl std::fmt::Display) -> WorkerError {
-    WorkerError::Connector {
-        connector: c.name.clone(),
-        message: format!("splitting into tasks: {e}"),
-    }
-}
-
 /// Exactly-once sources: before offsets are read, fences every producer a
 /// killed worker may have left mid-transaction for these connectors' tasks,
 /// which aborts the open transactions (else `read_committed` readers wait
@@ -345,223 +317,59 @@ pub async fn fence_exactly_once(prepared: &[Prepared], hub: &KafkaHub) -> Result
     Ok(())
 }
 
-/// Starts validated connectors: sinks first, so sources never publish into
-/// queues that do not exist yet. With `kafka`, sources write to Kafka and
-/// sinks read from it; without, they meet in-process.
+/// Connectors started together without a herder (benchmarks, embedding):
+/// no REST, no changes while running.
+pub struct Running {
+    pub status: StatusBoard,
+    ctx: WorkerContext,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    runs: Vec<(PluginKind, ConnectorRun)>,
+}
+
+/// Starts validated connectors, sinks first so no source publishes before
+/// its in-process readers exist.
 pub async fn start(
-    prepared: Vec<Prepared>,
-    offsets: impl Into<OffsetStore>,
+    mut prepared: Vec<Prepared>,
+    offsets: impl Into<crate::offsets::OffsetStore>,
     kafka: Option<Arc<KafkaHub>>,
 ) -> Result<Running, WorkerError> {
-    let offsets = offsets.into();
-    let status = StatusBoard::default();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let mut bus = Bus::default();
-
-    let mut sources = Vec::new();
-    for p in prepared {
-        let mut config = p.config.pairs();
-        config.push(("name".into(), p.config.name.clone()));
-        let scratch = TaskId {
-            connector: p.config.name.clone(),
-            task: -1,
-        };
-        let task_configs = match p.plugin.kind() {
-            PluginKind::Source => p
-                .plugin
-                .source(scratch, p.limits.clone())
-                .await
-                .map_err(|e| split_err(&p.config, e))?
-                .task_configs(&config, p.tasks_max)
-                .await
-                .map_err(|e| split_err(&p.config, e))?,
-            _ => p
-                .plugin
-                .sink(scratch, p.limits.clone())
-                .await
-                .map_err(|e| split_err(&p.config, e))?
-                .task_configs(&config, p.tasks_max)
-                .await
-                .map_err(|e| split_err(&p.config, e))?,
-        };
-        let task_configs: Vec<_> = task_configs
-            .into_iter()
-            .take(p.tasks_max as usize)
-            .collect();
-        tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
-        let exactly_once = match (p.exactly_once, offsets.kafka_topic(), &kafka) {
-            (ExactlyOnce::Off, _, _) => None,
-            (_, Some(topic), Some(_)) => Some(topic.to_string()),
-            (ExactlyOnce::Requested, _, _) => {
-                tracing::warn!(connector = %p.config.name, "exactly-once requested, but offsets are not in Kafka: running at-least-once");
-                None
-            }
-            (ExactlyOnce::Required, _, _) => {
-                return Err(WorkerError::Config(p.config.key_error(
-                    "exactly.once.support",
-                    "'required' needs Kafka and offsets in Kafka (worker config: bootstrap.servers and offset.storage: kafka)",
-                )))
-            }
-        };
-        let default_worker = crate::config::WorkerConfig::default();
-        let worker_config = kafka.as_ref().map_or(&default_worker, |h| &h.worker);
-        let converters = converters::Converters::from_config(&p.config, worker_config)?;
-        if kafka.is_none() && p.errors.dlq_topic.is_some() {
-            return Err(WorkerError::Config(p.config.key_error(
-                    "errors.deadletterqueue.topic.name",
-                "a dead letter topic needs Kafka: run with a worker config that sets bootstrap.servers",
-            )));
-        }
-        if p.plugin.kind() == PluginKind::Sink {
-            let n = task_configs.len();
-            let mut inputs: Vec<sink_task::SinkInput> = match &kafka {
-                None => bus
-                    .subscribe(&p.config.name, &p.topics, n)
-                    .into_iter()
-                    .map(sink_task::SinkInput::Bus)
-                    .collect(),
-                Some(hub) => (0..n)
-                    .map(|_| sink_task::SinkInput::Kafka {
-                        hub: hub.clone(),
-                        connector: p.config.clone(),
-                        topics: p.topics.clone(),
-                        batch_max: p.batch_max as usize,
-                    })
-                    .collect(),
-            };
-            for (i, cfg) in task_configs.into_iter().enumerate() {
-                let input = inputs.remove(0);
-                let id = TaskId {
-                    connector: p.config.name.clone(),
-                    task: i as i32,
-                };
-                let counters = status.register(&id.connector, id.task);
-                let spec = sink_task::SinkTaskSpec {
-                    id,
-                    plugin: p.plugin.clone(),
-                    config: cfg,
-                    transforms: p.transforms.clone(),
-                    limits: p.limits.clone(),
-                    flush_interval: p.commit_interval.min(Duration::from_secs(1)),
-                    errors: p.errors.clone(),
-                    converters,
-                };
-                let mut sup = supervisor::Supervisor::new(
-                    &spec.id.connector,
-                    spec.id.task,
-                    p.restart.clone(),
-                    status.clone(),
-                    counters.clone(),
-                    shutdown_rx.clone(),
-                );
-                let (status, shutdown_rx) = (status.clone(), shutdown_rx.clone());
-                let mut input = input;
-                tasks.spawn(async move {
-                    loop {
-                        let started = std::time::Instant::now();
-                        let r = sink_task::run(
-                            &spec,
-                            &mut input,
-                            &status,
-                            &counters,
-                            shutdown_rx.clone(),
-                        )
-                        .await;
-                        let again = match r {
-                            Ok(()) => false,
-                            Err(trace) => sup.retry(trace, started).await,
-                        };
-                        if !again {
-                            break;
-                        }
-                    }
-                });
-            }
-        } else {
-            sources.push((p, task_configs, exactly_once, converters));
-        }
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ctx = WorkerContext {
+        offsets: offsets.into(),
+        kafka,
+        status: StatusBoard::default(),
+        bus: Default::default(),
+        shutdown: shutdown_rx,
+    };
+    prepared.sort_by_key(|p| p.plugin.kind() != PluginKind::Sink);
+    if let Some(hub) = &ctx.kafka {
+        fence_exactly_once(&prepared, hub).await?;
     }
-    for (topic, sinks) in bus.subscribers() {
-        tracing::info!(topic = %topic, sinks = ?sinks, "in-process route");
-    }
-    let bus = Arc::new(bus);
-    for (p, task_configs, exactly_once, converters) in sources {
-        let producer = match &kafka {
-            Some(hub) => Some(
-                hub.producer_for(&p.config)
-                    .map_err(|e| WorkerError::Connector {
-                        connector: p.config.name.clone(),
-                        message: e.to_string(),
-                    })?,
-            ),
-            None => None,
-        };
-        for (i, cfg) in task_configs.into_iter().enumerate() {
-            let dest = match (&kafka, &producer) {
-                (Some(hub), Some(producer)) => source_task::Destination::Kafka {
-                    hub: hub.clone(),
-                    producer: producer.clone(),
-                    creation: p.topic_creation.clone(),
-                    exactly_once: exactly_once.clone(),
-                    connector: Box::new(p.config.clone()),
-                },
-                _ => source_task::Destination::Bus(bus.clone()),
-            };
-            let id = TaskId {
-                connector: p.config.name.clone(),
-                task: i as i32,
-            };
-            let counters = status.register(&id.connector, id.task);
-            let spec = source_task::SourceTaskSpec {
-                id,
-                plugin: p.plugin.clone(),
-                config: cfg,
-                transforms: p.transforms.clone(),
-                limits: p.limits.clone(),
-                batch_max: p.batch_max,
-                commit_interval: p.commit_interval,
-                shutdown_timeout: p.shutdown_timeout,
-                errors: p.errors.clone(),
-                converters,
-            };
-            let mut sup = supervisor::Supervisor::new(
-                &spec.id.connector,
-                spec.id.task,
-                p.restart.clone(),
-                status.clone(),
-                counters.clone(),
-                shutdown_rx.clone(),
-            );
-            let (status, offsets, shutdown_rx) =
-                (status.clone(), offsets.clone(), shutdown_rx.clone());
-            tasks.spawn(async move {
-                loop {
-                    let started = std::time::Instant::now();
-                    let r = source_task::run(
-                        &spec,
-                        &dest,
-                        &offsets,
-                        &status,
-                        &counters,
-                        shutdown_rx.clone(),
-                    )
-                    .await;
-                    let again = match r {
-                        Ok(()) => false,
-                        Err(trace) => sup.retry(trace, started).await,
-                    };
-                    if !again {
-                        break;
-                    }
-                }
-            });
-        }
+    let mut runs = Vec::new();
+    for p in &prepared {
+        runs.push((
+            p.plugin.kind(),
+            start_connector(p, &ctx, Target::Running, None).await?,
+        ));
     }
     Ok(Running {
-        status,
+        status: ctx.status.clone(),
+        ctx,
         shutdown,
-        tasks,
-        bus: Some(bus),
+        runs,
     })
+}
+
+impl Running {
+    /// Sources stop first (waiting for acknowledgements), then sinks.
+    pub async fn stop(self) {
+        let (sinks, sources): (Vec<_>, Vec<_>) = self
+            .runs
+            .into_iter()
+            .partition(|(k, _)| *k == PluginKind::Sink);
+        for (_, r) in sources.into_iter().chain(sinks) {
+            r.stop(&self.ctx).await;
+        }
+        let _ = self.shutdown.send(true);
+    }
 }

@@ -157,6 +157,7 @@ impl Task<'_> {
         records: Vec<Record>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
+        let started = std::time::Instant::now();
         TaskCounters::add(&self.counters.records_in, records.len() as u64);
         TaskCounters::add(&self.counters.batches, 1);
         // Positions come from what was read, so records a transform drops
@@ -192,6 +193,7 @@ impl Task<'_> {
             }
         }
         TaskCounters::add(&self.counters.records_out, records.len() as u64);
+        self.counters.batch_latency.observe(started.elapsed());
         self.held.batches += 1;
         Ok(())
     }
@@ -294,6 +296,7 @@ async fn run_inner(
     let chain = Chain::open(&spec.transforms, id, &spec.limits)
         .await
         .map_err(|(alias, e)| format!("transform '{alias}' {e}"))?;
+    counters.set_plugin_metrics(inst.metrics());
     inst.open(&spec.config)
         .await
         .map_err(|e| format!("open: {e}"))?;
@@ -330,6 +333,20 @@ async fn run_inner(
                     }
                 }
                 _ = tick.tick() => { task.flush().await?; }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        // Stopping: take what sources already queued, then
+                        // flush below; later batches wait in the queue (a
+                        // paused or restarting task) or are lost to a
+                        // stopped one, which fails their sources' acks.
+                        while let Ok(mut d) = rx.try_recv() {
+                            let records = std::mem::take(&mut d.records);
+                            task.handle(records, &mut shutdown).await?;
+                            task.held.deliveries.push(d);
+                        }
+                        break;
+                    }
+                }
             }
         },
         SinkInput::Kafka {
@@ -392,6 +409,7 @@ async fn consume(
             _ = tick.tick() => {
                 let positions = task.flush().await?;
                 commit(consumer, positions, task.counters).await;
+                task.counters.consumer_lag.set(consumer.lag());
             }
             _ = shutdown.changed() => {}
         }
@@ -407,7 +425,7 @@ async fn commit(
 ) {
     let n = positions.len() as u64;
     match consumer.commit(positions).await {
-        Ok(()) => TaskCounters::add(&counters.offsets_committed, n),
+        Ok(()) => counters.committed(n),
         Err(e) => tracing::warn!("committing sink offsets failed (records will be re-read): {e}"),
     }
 }

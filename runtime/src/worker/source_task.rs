@@ -19,6 +19,7 @@ use super::ack::BatchAck;
 use super::bus::Bus;
 use super::converters::{convert, Converters, Direction};
 use super::errors::{self, ErrorPolicy, Reporter};
+use super::lifecycle::Signals;
 use super::retry::Operation;
 use super::status::{State, StatusBoard, TaskCounters};
 use super::transforms::{Chain, TransformSpec};
@@ -126,10 +127,24 @@ pub async fn run(
     offsets: &OffsetStore,
     status: &StatusBoard,
     counters: &TaskCounters,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Signals,
 ) -> Result<(), String> {
     let id = &spec.id;
-    match run_inner(spec, dest, offsets, status, counters, &mut shutdown).await {
+    let Signals {
+        stop: mut shutdown,
+        mut paused,
+    } = signals;
+    match run_inner(
+        spec,
+        dest,
+        offsets,
+        status,
+        counters,
+        &mut shutdown,
+        &mut paused,
+    )
+    .await
+    {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
             tracing::info!(connector = %id.connector, task = id.task, "source task stopped");
@@ -240,7 +255,7 @@ async fn finish_commit(
     let as_text = write
         .await
         .map_err(|e| Failure(format!("committing offsets: {e}")))??;
-    TaskCounters::add(&counters.offsets_committed, as_text.len() as u64);
+    counters.committed(as_text.len() as u64);
     inst.commit(&as_text)
         .await
         .map_err(|e| Failure(format!("commit: {e}")))
@@ -271,7 +286,7 @@ async fn commit_in_transaction(
         .map_err(|e| Failure(format!("transaction task: {e}")))?
         .map_err(|e| Failure(format!("{e}; the transaction was aborted and will be retried from the last committed offsets")))?;
     offsets.remember(connector, &pairs).await;
-    TaskCounters::add(&counters.offsets_committed, pairs.len() as u64);
+    counters.committed(pairs.len() as u64);
     let as_text: Vec<(String, String)> = pairs
         .iter()
         .map(|(p, o)| (p.to_string(), o.to_string()))
@@ -288,6 +303,7 @@ async fn run_inner(
     status: &StatusBoard,
     counters: &TaskCounters,
     shutdown: &mut watch::Receiver<bool>,
+    paused: &mut watch::Receiver<bool>,
 ) -> Result<(), Failure> {
     let id = &spec.id;
     let mut inst = spec
@@ -307,6 +323,7 @@ async fn run_inner(
     // of this task before its offsets are read.
     let txn = dest.transactional(id.task).await?;
     let stored = offsets.load(&id.connector).await;
+    counters.set_plugin_metrics(inst.metrics());
     inst.open(&spec.config, &stored)
         .await
         .map_err(|e| Failure(format!("open: {e}")))?;
@@ -321,6 +338,30 @@ async fn run_inner(
     let mut retry = spec.errors.retry.start(Operation::Task);
     let mut unread = std::collections::HashSet::new();
     while !*shutdown.borrow() {
+        if *paused.borrow() {
+            // Stop polling, commit what is acknowledged, keep the plugin open.
+            if let Some(w) = writing.take() {
+                finish_commit(&mut inst, w, counters).await?;
+            }
+            settle(spec, &pending, shutdown).await;
+            reporter.settle().await.map_err(Failure)?;
+            commit(spec, &mut inst, &mut pending, offsets, counters).await?;
+            status.set(&id.connector, id.task, State::Paused, None);
+            tracing::info!(connector = %id.connector, task = id.task, "source task paused");
+            while *paused.borrow() && !*shutdown.borrow() {
+                tokio::select! {
+                    r = paused.changed() => if r.is_err() { break },
+                    _ = shutdown.changed() => {}
+                }
+            }
+            if !*shutdown.borrow() {
+                status.set(&id.connector, id.task, State::Running, None);
+                tracing::info!(connector = %id.connector, task = id.task, "source task resumed");
+            }
+            last_commit = Instant::now();
+            continue;
+        }
+        let polled = Instant::now();
         let records = match inst.poll(spec.batch_max).await {
             Ok(r) => {
                 retry = spec.errors.retry.start(Operation::Task);
@@ -385,6 +426,7 @@ async fn run_inner(
                     pending.queue.push_back((ack, batch_offsets));
                 }
             }
+            counters.batch_latency.observe(polled.elapsed());
         }
         if let Some(reason) = pending.lost() {
             return Err(Failure(format!(
@@ -425,6 +467,21 @@ async fn run_inner(
         .await
         .map_err(|e| Failure(format!("close: {e}")))?;
     Ok(())
+}
+
+/// Waits (at most the graceful timeout, or until stopped) for every batch
+/// handed downstream to be acknowledged or lost.
+async fn settle(spec: &SourceTaskSpec, pending: &Pending, stop: &watch::Receiver<bool>) {
+    let deadline = Instant::now() + spec.shutdown_timeout;
+    while pending
+        .queue
+        .iter()
+        .any(|(a, _)| !a.is_done() && !a.is_lost())
+        && Instant::now() < deadline
+        && !*stop.borrow()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Sleeps unless shutdown is signalled first.

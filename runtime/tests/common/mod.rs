@@ -4,6 +4,7 @@
 pub mod cdc;
 pub mod kafka;
 pub mod pg;
+pub mod rest;
 pub mod s3;
 pub mod search;
 
@@ -28,6 +29,8 @@ pub fn wharf(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+        // Tests run side by side: each worker's REST API on a free port.
+        .env("WHARF_LISTEN", "127.0.0.1:0")
         .output()
         .expect("run wharf")
 }
@@ -37,6 +40,8 @@ pub fn spawn(dir: &Path, args: &[&str]) -> Child {
         .args(args)
         .current_dir(dir)
         .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+        // Tests run side by side: each worker's REST API on a free port.
+        .env("WHARF_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         // Kept for diagnosis: a failing test names this file.
         .stderr(

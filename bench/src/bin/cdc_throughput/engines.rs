@@ -102,6 +102,7 @@ pub fn wharf(bin: &Path, dir: &Path, c: &Capture<'_>) -> anyhow::Result<Engine> 
         ),
     )?;
     let child = Command::new(bin)
+        .env("WHARF_LISTEN", "127.0.0.1:0")
         .args([
             "run",
             "--worker",
