@@ -76,16 +76,9 @@ fn a_killed_workers_tasks_move_and_the_data_continues() {
     let id = unique_id(&dir);
     let group = format!("g-{id}");
     let topic = format!("dist-{id}");
-    let mut workers: Vec<(Child, Api)> = ["a", "b", "c"]
-        .iter()
-        .map(|n| start_worker(&dir, n, &group))
-        .collect();
-    let ids: Vec<String> = workers
-        .iter()
-        .map(|(_, api)| api.base.trim_start_matches("http://").to_string())
-        .collect();
+    // Worker a alone first: the connector's three tasks all start there.
+    let mut workers: Vec<(Child, Api)> = vec![start_worker(&dir, "a", &group)];
 
-    // Create through worker a.
     let config = json!({
         "connector.class": "datagen",
         "tasks.max": "3",
@@ -109,6 +102,35 @@ fn a_killed_workers_tasks_move_and_the_data_continues() {
         "{}",
         r.body
     );
+    workers[0]
+        .1
+        .wait_until("/connectors/gen/status", "3 tasks RUNNING on a", |s| {
+            all_in(s, "RUNNING") && s["tasks"].as_array().map(Vec::len) == Some(3)
+        });
+
+    // b and c join and take their share of the slots.
+    for name in ["b", "c"] {
+        workers.push(start_worker(&dir, name, &group));
+    }
+    let ids: Vec<String> = workers
+        .iter()
+        .map(|(_, api)| api.base.trim_start_matches("http://").to_string())
+        .collect();
+    for name in ["b", "c"] {
+        let log = dir.join(name).join("wharf.log");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("task slots assigned") && !l.contains("slots=0"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{name} got no slots"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let again = workers[2].1.call(
         "POST",
         "/connectors",
@@ -120,11 +142,27 @@ fn a_killed_workers_tasks_move_and_the_data_continues() {
     let status = workers[1]
         .1
         .wait_until("/connectors/gen/status", "3 tasks RUNNING", |s| {
-            all_in(s, "RUNNING") && s["tasks"].as_array().map(Vec::len) == Some(3)
+            all_in(s, "RUNNING")
+                && s["tasks"].as_array().map(Vec::len) == Some(3)
+                && task_workers(s).iter().all(|w| ids.contains(w))
         });
     let placed = task_workers(&status);
-    assert!(placed.iter().all(|w| ids.contains(w)), "{status}");
     assert_eq!(workers[2].1.get("/connectors").body, json!(["gen"]));
+    // Joins moved some tasks, but no task was restarted where it stayed:
+    // each task started at most once on each worker.
+    for name in ["a", "b", "c"] {
+        let log = std::fs::read_to_string(dir.join(name).join("wharf.log")).unwrap_or_default();
+        for t in 0..3 {
+            let starts = log
+                .lines()
+                .filter(|l| {
+                    l.contains("source task running")
+                        && l.contains(&format!("connector=gen task={t} "))
+                })
+                .count();
+            assert!(starts <= 1, "task {t} started {starts} times on {name}");
+        }
+    }
 
     // Kill -9 the worker running task 0, mid-stream.
     let start = Instant::now();
