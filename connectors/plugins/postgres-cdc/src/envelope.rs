@@ -183,32 +183,33 @@ impl Shape {
 
 /// The `source` block, in Debezium's field order.
 pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(320);
     out.push_str("{\"version\":\"");
     out.push_str(CONNECTOR_VERSION);
     out.push_str("\",\"connector\":\"postgresql\",\"name\":");
     write_str(&mut out, o.prefix);
     let ts_ms = o.ts_us.div_euclid(1000);
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         ",\"ts_ms\":{ts_ms},\"snapshot\":\"{}\",\"db\":",
         o.snapshot
-    ));
+    );
     write_str(&mut out, o.db);
-    match o.sequence.0 {
-        Some(last) => out.push_str(&format!(
+    let _ = match o.sequence.0 {
+        Some(last) => write!(
+            out,
             ",\"sequence\":\"[\\\"{last}\\\",\\\"{}\\\"]\"",
             o.sequence.1
-        )),
-        None => out.push_str(&format!(
-            ",\"sequence\":\"[null,\\\"{}\\\"]\"",
-            o.sequence.1
-        )),
-    }
-    out.push_str(&format!(
+        ),
+        None => write!(out, ",\"sequence\":\"[null,\\\"{}\\\"]\"", o.sequence.1),
+    };
+    let _ = write!(
+        out,
         ",\"ts_us\":{},\"ts_ns\":{},\"schema\":",
         o.ts_us,
         o.ts_us.saturating_mul(1000)
-    ));
+    );
     match shape {
         Some(sh) => {
             write_str(&mut out, &sh.schema);
@@ -217,12 +218,17 @@ pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> String {
         }
         None => out.push_str("null,\"table\":null"),
     }
-    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
-    out.push_str(&format!(
-        ",\"txId\":{},\"lsn\":{},\"xmin\":null}}",
-        opt(o.tx_id.map(u64::from)),
-        opt(o.lsn)
-    ));
+    out.push_str(",\"txId\":");
+    let _ = match o.tx_id {
+        Some(x) => write!(out, "{x}"),
+        None => write!(out, "null"),
+    };
+    out.push_str(",\"lsn\":");
+    let _ = match o.lsn {
+        Some(l) => write!(out, "{l}"),
+        None => write!(out, "null"),
+    };
+    out.push_str(",\"xmin\":null}");
     out
 }
 
@@ -239,30 +245,31 @@ pub struct Parts<'a> {
 
 /// A whole change event value.
 pub fn event(p: &Parts<'_>) -> String {
+    use std::fmt::Write;
     let now_ms = wharf_sdk::now_millis();
-    let or_null = |v: Option<&str>| v.unwrap_or("null").to_string();
     let mut out = String::with_capacity(
         96 + p.source.len() + p.before.map_or(4, str::len) + p.after.map_or(4, str::len),
     );
     out.push_str("{\"before\":");
-    out.push_str(&or_null(p.before));
+    out.push_str(p.before.unwrap_or("null"));
     out.push_str(",\"after\":");
-    out.push_str(&or_null(p.after));
+    out.push_str(p.after.unwrap_or("null"));
     out.push_str(",\"source\":");
     out.push_str(p.source);
     out.push_str(",\"transaction\":");
-    out.push_str(&or_null(p.transaction));
+    out.push_str(p.transaction.unwrap_or("null"));
     if let Some(m) = p.message {
         out.push_str(",\"message\":");
         out.push_str(m);
     }
     out.push_str(",\"op\":");
     write_str(&mut out, p.op);
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         ",\"ts_ms\":{now_ms},\"ts_us\":{},\"ts_ns\":{}}}",
         now_ms.saturating_mul(1000),
         now_ms.saturating_mul(1_000_000)
-    ));
+    );
     out
 }
 
@@ -270,7 +277,7 @@ pub fn event(p: &Parts<'_>) -> String {
 pub fn record(
     topic: &str,
     key: Option<&str>,
-    value: Option<&str>,
+    value: Option<String>,
     ts_ms: i64,
     partition_json: &str,
     offset_json: String,
@@ -281,7 +288,7 @@ pub fn record(
         offset: None,
         timestamp: Some(ts_ms),
         key: key.map(|k| k.as_bytes().to_vec()),
-        value: value.map(|v| v.as_bytes().to_vec()),
+        value: value.map(String::into_bytes),
         headers: Vec::new(),
         source: Some((partition_json.to_string(), offset_json)),
     }

@@ -299,7 +299,7 @@ impl PostgresCdc {
         self.pending.push_back(envelope::record(
             &self.s.heartbeat_topic,
             Some(&json!({ "serverName": self.s.prefix }).to_string()),
-            Some(&json!({ "ts_ms": now }).to_string()),
+            Some(json!({ "ts_ms": now }).to_string()),
             now,
             &progress::source_partition(&self.s.prefix),
             offset,

@@ -67,15 +67,11 @@ pub fn source_partition(prefix: &str) -> String {
 
 /// The offset of a streamed event.
 pub fn stream_offset(p: Position, event_lsn: u64, xid: u32, ts_usec: i64) -> String {
-    json!({
-        "lsn": event_lsn,
-        "lsn_commit": p.commit,
-        "lsn_proc": event_lsn,
-        "seq": p.seq,
-        "txId": xid,
-        "ts_usec": ts_usec,
-    })
-    .to_string()
+    // Written directly: one per event, and json! builds a map first.
+    format!(
+        "{{\"lsn\":{event_lsn},\"lsn_commit\":{},\"lsn_proc\":{event_lsn},\"seq\":{},\"txId\":{xid},\"ts_usec\":{ts_usec}}}",
+        p.commit, p.seq
+    )
 }
 
 /// The offset of a snapshot row.

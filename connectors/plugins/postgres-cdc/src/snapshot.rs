@@ -160,7 +160,7 @@ impl Snapshot {
         Ok(envelope::record(
             &shape.topic,
             key.as_deref(),
-            Some(&value),
+            Some(value),
             self.ts_us / 1000,
             partition,
             progress::snapshot_offset(self.point, self.xmin, self.ts_us, last),

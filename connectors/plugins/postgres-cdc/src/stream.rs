@@ -4,6 +4,7 @@
 //! in Debezium; `pg_logical_emit_message` becomes an `op: m` event.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde_json::{json, Value as Json};
 use wharf_sdk::{Error, Record, Result};
@@ -15,7 +16,8 @@ use crate::settings::Settings;
 use crate::values::Mapping;
 
 struct Rel {
-    shape: Shape,
+    /// Shared with every event of the table (cloned per event otherwise).
+    shape: Rc<Shape>,
     captured: bool,
 }
 
@@ -141,7 +143,7 @@ impl Stream {
                 if let Some(shape) = self.captured(rel) {
                     let d = Draft {
                         op: "c",
-                        shape: Some(&shape),
+                        shape: Some(&*shape),
                         lsn,
                         key: shape.key(&new, m)?,
                         before: None,
@@ -170,7 +172,7 @@ impl Stream {
                     if let Some(shape) = self.captured(rel) {
                         let d = Draft {
                             op: "t",
-                            shape: Some(&shape),
+                            shape: Some(&*shape),
                             lsn,
                             key: None,
                             before: None,
@@ -210,11 +212,11 @@ impl Stream {
             .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, is_key(c)));
         Ok(Rel {
             captured,
-            shape: Shape::new(s, &r.namespace, &r.name, columns),
+            shape: Rc::new(Shape::new(s, &r.namespace, &r.name, columns)),
         })
     }
 
-    fn captured(&self, rel: u32) -> Option<Shape> {
+    fn captured(&self, rel: u32) -> Option<Rc<Shape>> {
         // pgoutput always sends a Relation before a table's first change, so
         // an unknown id is a table the stream never described: not captured.
         self.relations
@@ -353,7 +355,7 @@ impl Stream {
         out.push(envelope::record(
             &format!("{}.message", s.prefix),
             Some(&key),
-            Some(&value),
+            Some(value),
             now_us / 1000,
             &self.partition,
             progress::stream_offset(pos, at, 0, now_us),
@@ -463,7 +465,7 @@ impl Stream {
         let record = envelope::record(
             &topic,
             d.key.as_deref(),
-            Some(&value),
+            Some(value),
             ts_us.div_euclid(1000),
             &self.partition,
             self.offset(pos, d.lsn),
@@ -499,7 +501,7 @@ impl Stream {
         let record = envelope::record(
             &s.transaction_topic,
             Some(&json!({ "id": id }).to_string()),
-            Some(&value.to_string()),
+            Some(value.to_string()),
             tx.ts_us.div_euclid(1000),
             &self.partition,
             self.offset(pos, tx.commit),
