@@ -8,12 +8,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::kafka::{bootstrap, read_topic, unique_id};
 use common::rest::{all_in, wait_for_address, Api};
-use common::{signal, spawn, tempdir};
+use common::{signal, spawn, tempdir, Child};
 use rdkafka::Message;
 use serde_json::{json, Value};
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 const PER_PARTITION: u64 = 500;
 
-fn start_worker(dir: &std::path::Path, extra: &str) -> (std::process::Child, Api) {
+fn start_worker(dir: &std::path::Path, extra: &str) -> (common::Child, Api) {
     std::fs::write(
         dir.join("worker.yaml"),
         format!("bootstrap.servers: {}\n{extra}", bootstrap()),
@@ -534,14 +534,16 @@ fn the_api_speaks_https_when_given_a_certificate() {
     )
     .expect("worker.yaml");
     // The listener comes from the worker config here, not WHARF_LISTEN.
-    let mut child = std::process::Command::new(common::WHARF)
-        .args(["run", "--worker", "worker.yaml", "--progress", "0"])
-        .current_dir(&dir)
-        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
-        .env_remove("WHARF_LISTEN")
-        .stderr(std::fs::File::create(dir.join("wharf.log")).expect("log"))
-        .spawn()
-        .expect("spawn");
+    let mut child = common::Child(
+        std::process::Command::new(common::WHARF)
+            .args(["run", "--worker", "worker.yaml", "--progress", "0"])
+            .current_dir(&dir)
+            .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+            .env_remove("WHARF_LISTEN")
+            .stderr(std::fs::File::create(dir.join("wharf.log")).expect("log"))
+            .spawn()
+            .expect("spawn"),
+    );
     let addr = wait_for_listener(&dir.join("wharf.log"), "https");
     let mut api = Api::new(&addr);
     api.base = format!("https://{addr}");

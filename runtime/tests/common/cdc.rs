@@ -2,7 +2,7 @@
 //! publication, tables, topic prefix), the worker process, and reading back
 //! what reached Kafka.
 
-use std::process::Child;
+use super::Child;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;

@@ -9,7 +9,7 @@ pub mod s3;
 pub mod search;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -35,25 +35,53 @@ pub fn wharf(dir: &Path, args: &[&str]) -> Output {
         .expect("run wharf")
 }
 
+/// A spawned `wharf` that is killed when dropped, so a test that fails
+/// halfway never leaves workers running (and loading the machine).
+pub struct Child(pub std::process::Child);
+
+impl std::ops::Deref for Child {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Child {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 pub fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(WHARF)
-        .args(args)
-        .current_dir(dir)
-        .env("WHARF_COMPILE_CACHE", dir.join("cache"))
-        // Tests run side by side: each worker's REST API on a free port.
-        .env("WHARF_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        // Kept for diagnosis: a failing test names this file.
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("wharf.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .spawn()
-        .expect("spawn wharf")
+    Child(
+        Command::new(WHARF)
+            .args(args)
+            .current_dir(dir)
+            .env("WHARF_COMPILE_CACHE", dir.join("cache"))
+            // Tests run side by side: each worker's REST API on a free port.
+            .env("WHARF_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            // Kept for diagnosis: a failing test names this file.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("wharf.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn wharf"),
+    )
 }
 
 /// (partition -> sequence numbers in file order) from the sink's output.
