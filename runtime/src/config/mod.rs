@@ -182,24 +182,35 @@ fn from_value(
             key,
             message,
         })?;
+    resolved(&name, raw, file, base)
+}
+
+/// Resolves every `${provider:..}` reference of a flat map; the keys that
+/// held one are secrets.
+fn resolved(
+    name: &str,
+    raw: impl IntoIterator<Item = (String, String)>,
+    origin: &str,
+    base: Option<&Path>,
+) -> Result<ConnectorConfig, ConfigError> {
     let mut config = BTreeMap::new();
     let mut secret_keys = BTreeSet::new();
     for (key, value) in raw {
-        let (resolved, had_secret) =
+        let (value, had_secret) =
             secrets::resolve(&value, base).map_err(|message| ConfigError::Key {
-                file: file.to_string(),
+                file: origin.to_string(),
                 key: key.clone(),
                 message,
             })?;
         if had_secret {
             secret_keys.insert(key.clone());
         }
-        config.insert(key, resolved);
+        config.insert(key, value);
     }
     Ok(ConnectorConfig {
-        name,
+        name: name.to_string(),
         config,
-        origin: file.to_string(),
+        origin: origin.to_string(),
         secret_keys,
     })
 }
@@ -215,26 +226,7 @@ pub fn from_map(
     map: BTreeMap<String, String>,
     origin: &str,
 ) -> Result<ConnectorConfig, ConfigError> {
-    let mut config = BTreeMap::new();
-    let mut secret_keys = BTreeSet::new();
-    for (key, value) in map {
-        let (resolved, had_secret) =
-            secrets::resolve(&value, None).map_err(|message| ConfigError::Key {
-                file: origin.to_string(),
-                key: key.clone(),
-                message,
-            })?;
-        if had_secret {
-            secret_keys.insert(key.clone());
-        }
-        config.insert(key, resolved);
-    }
-    Ok(ConnectorConfig {
-        name: name.to_string(),
-        config,
-        origin: origin.to_string(),
-        secret_keys,
-    })
+    resolved(name, map, origin, None)
 }
 
 /// Reads a worker-side integer key with a default; errors name the key.

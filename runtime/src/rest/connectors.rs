@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use crate::config::from_map;
+use crate::config::{from_map, ConnectorConfig};
 use crate::herder::HerderError;
 
 use super::Api;
@@ -74,6 +74,23 @@ fn flag(params: &[(String, String)], name: &str) -> Result<bool, HerderError> {
     }
 }
 
+/// The connector a REST body describes, and its map as given (secret
+/// references unresolved); a `name` key must match the connector's name.
+fn connector_config(
+    name: &str,
+    mut map: BTreeMap<String, String>,
+) -> Result<(ConnectorConfig, BTreeMap<String, String>), HerderError> {
+    match map.remove("name") {
+        Some(n) if n != name => return Err(HerderError::BadRequest(format!(
+            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+        ))),
+        _ => {}
+    }
+    let config =
+        from_map(name, map.clone(), "REST request").map_err(|e| HerderError::Invalid(vec![e]))?;
+    Ok((config, map))
+}
+
 fn task_number(task: &str) -> Result<i32, HerderError> {
     task.parse()
         .map_err(|_| HerderError::NotFoundOther(format!("Task {task} not found")))
@@ -114,21 +131,12 @@ pub async fn create(State(api): State<Api>, body: Bytes) -> Answer {
             ))
         }
     };
-    let mut map = match body.get("config") {
+    let map = match body.get("config") {
         Some(Value::Object(m)) => flat_map(m, "config")?,
         None => BTreeMap::new(),
         Some(_) => return Err(HerderError::BadRequest("'config' must be an object".into())),
     };
-    match map.remove("name") {
-        Some(n) if n != name => {
-            return Err(HerderError::BadRequest(format!(
-            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-        )))
-        }
-        _ => {}
-    }
-    let config =
-        from_map(&name, map.clone(), "REST request").map_err(|e| HerderError::Invalid(vec![e]))?;
+    let (config, map) = connector_config(&name, map)?;
     let info = api.herder.create(config, map).await?;
     Ok((
         StatusCode::CREATED,
@@ -158,17 +166,7 @@ pub async fn put_config(State(api): State<Api>, Path(name): Path<String>, body: 
             "the body must be the connector's config: an object of keys".into(),
         ));
     };
-    let mut map = flat_map(&m, "config")?;
-    match map.remove("name") {
-        Some(n) if n != name => {
-            return Err(HerderError::BadRequest(format!(
-            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-        )))
-        }
-        _ => {}
-    }
-    let config =
-        from_map(&name, map.clone(), "REST request").map_err(|e| HerderError::Invalid(vec![e]))?;
+    let (config, map) = connector_config(&name, flat_map(&m, "config")?)?;
     let (created, info) = api.herder.put_config(config, map).await?;
     let code = if created {
         StatusCode::CREATED

@@ -343,7 +343,7 @@ async fn run_inner(
             if let Some(w) = writing.take() {
                 finish_commit(&mut inst, w, counters).await?;
             }
-            settle(spec, &pending, shutdown).await;
+            settle(spec, &pending, Some(shutdown)).await;
             reporter.settle().await.map_err(Failure)?;
             commit(spec, &mut inst, &mut pending, offsets, counters).await?;
             status.set(&id.connector, id.task, State::Paused, None);
@@ -449,15 +449,7 @@ async fn run_inner(
     }
 
     // Graceful stop: wait (bounded) for downstream acks, then commit what is acked.
-    let deadline = Instant::now() + spec.shutdown_timeout;
-    while pending
-        .queue
-        .iter()
-        .any(|(a, _)| !a.is_done() && !a.is_lost())
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    settle(spec, &pending, None).await;
     reporter.settle().await.map_err(Failure)?;
     commit(spec, &mut inst, &mut pending, offsets, counters).await?;
     if !pending.queue.is_empty() {
@@ -469,16 +461,16 @@ async fn run_inner(
     Ok(())
 }
 
-/// Waits (at most the graceful timeout, or until stopped) for every batch
-/// handed downstream to be acknowledged or lost.
-async fn settle(spec: &SourceTaskSpec, pending: &Pending, stop: &watch::Receiver<bool>) {
+/// Waits (at most the graceful timeout, or until `stop` fires) for every
+/// batch handed downstream to be acknowledged or lost.
+async fn settle(spec: &SourceTaskSpec, pending: &Pending, stop: Option<&watch::Receiver<bool>>) {
     let deadline = Instant::now() + spec.shutdown_timeout;
     while pending
         .queue
         .iter()
         .any(|(a, _)| !a.is_done() && !a.is_lost())
         && Instant::now() < deadline
-        && !*stop.borrow()
+        && !stop.is_some_and(|s| *s.borrow())
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
