@@ -80,11 +80,11 @@ fn connector_config(
     name: &str,
     mut map: BTreeMap<String, String>,
 ) -> Result<(ConnectorConfig, BTreeMap<String, String>), HerderError> {
-    match map.remove("name") {
-        Some(n) if n != name => return Err(HerderError::BadRequest(format!(
+    if let Some(n) = map.remove("name").filter(|n| n != name) {
+        let message = format!(
             "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-        ))),
-        _ => {}
+        );
+        return Err(HerderError::BadRequest(message));
     }
     let config =
         from_map(name, map.clone(), "REST request").map_err(|e| HerderError::Invalid(vec![e]))?;
