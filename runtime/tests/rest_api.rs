@@ -40,6 +40,15 @@ fn source_config(topic: &str) -> Value {
     })
 }
 
+fn pause_then_resume(api: &Api, name: &str) {
+    let status = format!("/connectors/{name}/status");
+    for (verb, code, state) in [("pause", 202, "PAUSED"), ("resume", 202, "RUNNING")] {
+        let r = api.call("PUT", &format!("/connectors/{name}/{verb}"), None);
+        assert_eq!(r.status, code, "{verb} {name}: {}", r.body);
+        api.wait_until(&status, &format!("{name} {state}"), |s| all_in(s, state));
+    }
+}
+
 fn sum_sink_offsets(offsets: &Value) -> i64 {
     offsets["offsets"]
         .as_array()
@@ -258,43 +267,10 @@ fn every_endpoint_answers_like_kafka_connect() {
         r.body
     );
 
-    // Pause and resume the sink: PAUSED everywhere, then RUNNING again.
-    assert_eq!(
-        api.call("PUT", &format!("/connectors/{sink}/pause"), None)
-            .status,
-        202
-    );
-    api.wait_until(&format!("/connectors/{sink}/status"), "sink PAUSED", |s| {
-        all_in(s, "PAUSED")
-    });
-    assert_eq!(
-        api.call("PUT", &format!("/connectors/{sink}/resume"), None)
-            .status,
-        202
-    );
-    api.wait_until(&format!("/connectors/{sink}/status"), "sink RUNNING", |s| {
-        all_in(s, "RUNNING")
-    });
-
-    // A paused source keeps its plugin open and stops polling.
-    assert_eq!(
-        api.call("PUT", &format!("/connectors/{src}/pause"), None)
-            .status,
-        202
-    );
-    api.wait_until(&format!("/connectors/{src}/status"), "source PAUSED", |s| {
-        all_in(s, "PAUSED")
-    });
-    assert_eq!(
-        api.call("PUT", &format!("/connectors/{src}/resume"), None)
-            .status,
-        202
-    );
-    api.wait_until(
-        &format!("/connectors/{src}/status"),
-        "source RUNNING",
-        |s| all_in(s, "RUNNING"),
-    );
+    // Pause and resume the sink (closes and keeps its input), then the
+    // source (keeps its plugin open): PAUSED everywhere, then RUNNING again.
+    pause_then_resume(&api, &sink);
+    pause_then_resume(&api, &src);
 
     // Restarts: the connector alone (204), with its tasks (202 + status), one task (204).
     assert_eq!(

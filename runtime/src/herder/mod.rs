@@ -22,7 +22,7 @@ use crate::worker::{
     self, start_connector, ConnectorRun, Prepared, State, Target, WorkerContext, WorkerError,
 };
 
-pub use shapes::{ConnectorInfo, ConnectorStatus, TaskState};
+pub use shapes::{ConnectorInfo, ConnectorState, ConnectorStatus, TaskState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HerderError {
@@ -424,7 +424,7 @@ impl Herder {
         };
         ConnectorStatus {
             name: name.to_string(),
-            connector: TaskStateless {
+            connector: ConnectorState {
                 state,
                 worker_id,
                 trace,
@@ -477,5 +477,3 @@ impl Herder {
         any
     }
 }
-
-pub use shapes::TaskStateless;

@@ -51,7 +51,7 @@ pub fn info(p: &Prepared, tasks: usize) -> ConnectorInfo {
 
 /// The connector half of ConnectorStateInfo.
 #[derive(Clone, Debug, Serialize)]
-pub struct TaskStateless {
+pub struct ConnectorState {
     pub state: State,
     pub worker_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +72,7 @@ pub struct TaskState {
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectorStatus {
     pub name: String,
-    pub connector: TaskStateless,
+    pub connector: ConnectorState,
     pub tasks: Vec<TaskState>,
     #[serde(rename = "type")]
     pub kind: &'static str,

@@ -84,6 +84,17 @@ fn state_name(s: State) -> &'static str {
     }
 }
 
+/// A metric family's HELP and TYPE lines.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A family with one unlabelled sample.
+fn single(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    header(out, name, help, kind);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 pub async fn render(herder: &Herder, started: Instant) -> String {
     let tasks = herder.status_board().snapshot();
     let mut out = String::with_capacity(4096);
@@ -93,16 +104,18 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
         .collect();
 
     for (name, help, get) in TASK_COUNTERS {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        header(&mut out, name, help, "counter");
         for ((_, _, _, c), l) in tasks.iter().zip(&labels) {
             let _ = writeln!(out, "{name}{{{l}}} {}", get(c).load(Relaxed));
         }
     }
 
     let name = "wharf_task_state";
-    let _ = writeln!(
-        out,
-        "# HELP {name} 1 for the task's current state (Connect's names).\n# TYPE {name} gauge"
+    header(
+        &mut out,
+        name,
+        "1 for the task's current state (Connect's names).",
+        "gauge",
     );
     for ((_, _, s, _), l) in tasks.iter().zip(&labels) {
         for st in STATES {
@@ -112,9 +125,11 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
     }
 
     let name = "wharf_task_batch_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time to process one batch (source: poll to hand-off; sink: convert, transform and put).\n# TYPE {name} histogram"
+    header(
+        &mut out,
+        name,
+        "Time to process one batch (source: poll to hand-off; sink: convert, transform and put).",
+        "histogram",
     );
     for ((_, _, _, c), l) in tasks.iter().zip(&labels) {
         let (buckets, count, sum) = c.batch_latency.cumulative();
@@ -127,9 +142,11 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
     }
 
     let name = "wharf_task_offset_commit_age_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Seconds since the task last committed offsets (absent before the first commit).\n# TYPE {name} gauge"
+    header(
+        &mut out,
+        name,
+        "Seconds since the task last committed offsets (absent before the first commit).",
+        "gauge",
     );
     let now = crate::plugin::now_millis().max(0) as u64;
     for ((_, _, _, c), l) in tasks.iter().zip(&labels) {
@@ -141,10 +158,7 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
     }
 
     let name = "wharf_task_consumer_lag_records";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Sinks: records in Kafka past the task's fetch position.\n# TYPE {name} gauge"
-    );
+    header(&mut out, name, "Sinks: records in Kafka the task has neither processed nor committed (librdkafka's consumer_lag, every 5 s).", "gauge");
     for ((_, _, _, c), l) in tasks.iter().zip(&labels) {
         if let Some(lag) = c.consumer_lag.get() {
             let _ = writeln!(out, "{name}{{{l}}} {lag}");
@@ -163,10 +177,7 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
     }
     for (k, values) in plugin {
         let name = format!("wharf_plugin_{k}");
-        let _ = writeln!(
-            out,
-            "# HELP {name} Reported by the plugin itself.\n# TYPE {name} gauge"
-        );
+        header(&mut out, &name, "Reported by the plugin itself.", "gauge");
         for (l, v) in values {
             let _ = writeln!(out, "{name}{{{l}}} {v}");
         }
@@ -178,34 +189,49 @@ pub async fn render(herder: &Herder, started: Instant) -> String {
     for (_, _, s, _) in &tasks {
         *by_state.entry(state_name(s.state)).or_default() += 1;
     }
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_connectors Connectors on this worker.\n# TYPE wharf_worker_connectors gauge\nwharf_worker_connectors {connectors}"
+    single(
+        &mut out,
+        "wharf_worker_connectors",
+        "Connectors on this worker.",
+        "gauge",
+        connectors,
     );
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_tasks Tasks on this worker by state.\n# TYPE wharf_worker_tasks gauge"
+    header(
+        &mut out,
+        "wharf_worker_tasks",
+        "Tasks on this worker by state.",
+        "gauge",
     );
     for (s, n) in by_state {
         let _ = writeln!(out, "wharf_worker_tasks{{state=\"{s}\"}} {n}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_rebalances_total Task assignment changes on this worker.\n# TYPE wharf_worker_rebalances_total counter\nwharf_worker_rebalances_total {}",
-        herder.rebalances()
+    single(
+        &mut out,
+        "wharf_worker_rebalances_total",
+        "Task assignment changes on this worker.",
+        "counter",
+        herder.rebalances(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_compile_cache_hits_total Plugins loaded from compiled code on disk.\n# TYPE wharf_worker_compile_cache_hits_total counter\nwharf_worker_compile_cache_hits_total {hits}"
+    single(
+        &mut out,
+        "wharf_worker_compile_cache_hits_total",
+        "Plugins loaded from compiled code on disk.",
+        "counter",
+        hits,
     );
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_compile_cache_misses_total Plugins compiled from wasm.\n# TYPE wharf_worker_compile_cache_misses_total counter\nwharf_worker_compile_cache_misses_total {misses}"
+    single(
+        &mut out,
+        "wharf_worker_compile_cache_misses_total",
+        "Plugins compiled from wasm.",
+        "counter",
+        misses,
     );
-    let _ = writeln!(
-        out,
-        "# HELP wharf_worker_uptime_seconds Seconds since the worker started.\n# TYPE wharf_worker_uptime_seconds gauge\nwharf_worker_uptime_seconds {}",
-        started.elapsed().as_secs_f64()
+    single(
+        &mut out,
+        "wharf_worker_uptime_seconds",
+        "Seconds since the worker started.",
+        "gauge",
+        started.elapsed().as_secs_f64(),
     );
     out
 }
