@@ -1,4 +1,5 @@
 pub mod inspect;
 pub mod run;
 pub mod scaffold;
+pub mod signals;
 pub mod worker;

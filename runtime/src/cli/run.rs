@@ -97,6 +97,7 @@ pub async fn open_offsets(
 }
 
 pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
+    let mut stop = super::signals::StopSignals::install()?;
     let progress_secs = opts.progress_secs;
     let configs = load_all(paths)?;
     let worker_config = match &opts.worker {
@@ -149,7 +150,6 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
     }
     let status = herder.status_board().clone();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(progress_secs.max(1)));
     report.tick().await;
     let mut check = tokio::time::interval(Duration::from_millis(200));
@@ -157,8 +157,7 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
     let mut last: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
+            _ = stop.recv() => break,
             _ = check.tick() => {
                 if herder.all_ended().await {
                     tracing::info!("every task has ended");

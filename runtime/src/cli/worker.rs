@@ -19,6 +19,7 @@ pub struct WorkerOptions {
 }
 
 pub async fn run(opts: WorkerOptions) -> anyhow::Result<()> {
+    let mut stop = super::signals::StopSignals::install()?;
     let worker = load_worker(&opts.config)?;
     let cluster_config = ClusterConfig::from_worker(&worker)?;
     if !matches!(worker.offset_storage, OffsetStorage::Kafka { .. })
@@ -64,11 +65,7 @@ pub async fn run(opts: WorkerOptions) -> anyhow::Result<()> {
     wharf::rest::serve(herder.clone(), &listen, rest).await?;
     tracing::info!(group = %cluster_config.group, configs = %cluster_config.config_topic, status = %cluster_config.status_topic, "distributed worker running");
     let reconciler = tokio::spawn(herder.clone().run_cluster());
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm.recv() => {}
-    }
+    stop.recv().await;
     tracing::info!("leaving the group: stopping this worker's tasks");
     herder.shutdown().await;
     reconciler.abort();

@@ -14,7 +14,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::kafka::{client_config, ensure_topic, KafkaHub, TopicCreation};
+use crate::kafka::{client_config, ensure_topic, watermarks_when_ready, KafkaHub, TopicCreation};
 
 use super::ClusterError;
 
@@ -107,7 +107,7 @@ impl CompactedLog {
             let c: BaseConsumer = client_config(&bootstrap, &[], &[overrides])
                 .create()
                 .map_err(|e| ClusterError::Kafka(e.to_string()))?;
-            c.fetch_watermarks(&topic, 0, Duration::from_secs(15))
+            watermarks_when_ready(&c, &topic, 0, READ_BACK)
                 .map(|(_, high)| high)
                 .map_err(|e| ClusterError::Kafka(format!("end of {topic}: {e}")))
         })

@@ -21,7 +21,7 @@ use crate::config::{ConnectorConfig, WorkerConfig};
 pub use consumer::{ConsumerEvent, SinkConsumer};
 pub use group_offsets::Position as GroupPosition;
 pub use producer::SourceProducer;
-pub use topics::{ensure_topic, TopicCreation};
+pub use topics::{ensure_topic, watermarks_when_ready, TopicCreation};
 pub use transactional::{transactional_id, TransactionalProducer};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ConfigError, ConnectorConfig};
@@ -92,5 +93,27 @@ pub async fn ensure_topic(
         Some(Ok(_)) => Ok(true),
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(false),
         Some(Err((_, code))) => Err(err(code.to_string())),
+    }
+}
+
+/// A partition's low and high watermarks. A topic created a moment ago may
+/// have no leader (or no metadata on this broker) yet, so failures are retried
+/// until `within` has passed.
+pub fn watermarks_when_ready(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    within: Duration,
+) -> Result<(i64, i64), rdkafka::error::KafkaError> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok(w) => return Ok(w),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(topic, partition, "topic not ready yet: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{offset_key, OffsetError};
-use crate::kafka::{client_config, TopicCreation};
+use crate::kafka::{client_config, watermarks_when_ready, TopicCreation};
 
 pub struct KafkaOffsetStore {
     topic: String,
@@ -203,23 +203,13 @@ impl KafkaOffsetStore {
     }
 }
 
-/// A topic created a moment ago may have no leader yet: retry for a while.
 fn watermarks(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), OffsetError> {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
-            Ok(w) => return Ok(w),
-            Err(e) if std::time::Instant::now() < deadline => {
-                tracing::debug!(topic, partition, "offsets topic not ready yet: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(kafka_err("offsets topic watermarks", e)),
-        }
-    }
+    watermarks_when_ready(consumer, topic, partition, TIMEOUT)
+        .map_err(|e| kafka_err("offsets topic watermarks", e))
 }
 
 /// Reads the offsets topic from the beginning up to its end as of now.
