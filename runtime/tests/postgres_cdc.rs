@@ -326,3 +326,134 @@ async fn bad_configs_fail_with_a_clear_reason() {
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;
 }
+
+/// Last state per id from the events in `topic`: Some(n) alive, None deleted;
+/// and how many `op: r` events came from an incremental snapshot.
+fn last_states(topic: &str) -> (std::collections::BTreeMap<i64, Option<i64>>, usize) {
+    let mut states = std::collections::BTreeMap::new();
+    let mut incremental = 0;
+    for (k, v) in values(topic) {
+        let Some(id) = k.as_ref().and_then(|k| k["id"].as_i64()) else {
+            continue;
+        };
+        let n = v.as_ref().and_then(|v| v["after"]["n"].as_i64());
+        if v.as_ref()
+            .is_some_and(|v| v["source"]["snapshot"] == "incremental")
+        {
+            assert_eq!(v.as_ref().map(|v| v["op"].clone()), Some(json!("r")));
+            incremental += 1;
+        }
+        states.insert(id, n);
+    }
+    (states, incremental)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_snapshot_through_the_signal_table_survives_kill_9() {
+    let cdc = Cdc::new("pg-incremental");
+    let db = common::pg::connect(&common::pg::url()).await;
+    let admin = common::pg::connect(&common::pg::admin_url()).await;
+    let (t, signal) = (cdc.table("big"), cdc.table("signal"));
+    let topic = cdc.topic("big");
+    db.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, n int);
+         INSERT INTO {t} SELECT g, 0 FROM generate_series(1, 20000) g;
+         CREATE TABLE {signal} (id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048));
+         -- Changes committed after a chunk was read, before its close watermark:
+         -- the race the window exists for, made certain at every chunk.
+         CREATE FUNCTION {t}_race() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN UPDATE {t} SET n = n + 1000 WHERE id % 499 = 0; RETURN NEW; END $$;
+         CREATE TRIGGER race BEFORE INSERT ON {signal} FOR EACH ROW
+           WHEN (NEW.type = 'snapshot-window-close') EXECUTE FUNCTION {t}_race();"
+    ))
+    .await
+    .expect("schema");
+    // Streaming only: the rows already there come from the incremental snapshot.
+    cdc.write_config(&[
+        ("snapshot.mode", "no_data"),
+        ("signal.data.collection", &format!("public.{signal}")),
+        ("incremental.snapshot.chunk.size", "200"),
+    ]);
+    let mut child = cdc.run();
+    wait_slot(&admin, &cdc.slot, &mut child).await;
+    // Changes race the chunks: updates across the key range, deletes, inserts.
+    let writer = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            let db = common::pg::connect(&common::pg::url()).await;
+            for i in 0..600_i64 {
+                let id = (i * 7919) % 20_000 + 1;
+                db.batch_execute(&format!(
+                    "UPDATE {t} SET n = n + 1 WHERE id BETWEEN {id} AND {};
+                     DELETE FROM {t} WHERE id = {};
+                     INSERT INTO {t} VALUES ({}, 1) ON CONFLICT (id) DO UPDATE SET n = {t}.n + 1",
+                    id + 30,
+                    (i * 104_729) % 20_000 + 1,
+                    20_000 + i
+                ))
+                .await
+                .expect("change");
+            }
+        })
+    };
+    db.execute(
+        &format!(
+            "INSERT INTO {signal} VALUES ('ad-hoc-1', 'execute-snapshot', \
+             '{{\"data-collections\": [\"public.{t}\"], \"type\": \"incremental\"}}')"
+        ),
+        &[],
+    )
+    .await
+    .expect("signal");
+
+    // A crash in the middle of the incremental snapshot; the restart goes on
+    // from the last key in the stored offset.
+    wait_records(&topic, 6_000, &mut child, Duration::from_secs(90)).await;
+    kill(child);
+    let child = cdc.run();
+    writer.await.expect("writer");
+
+    let start = Instant::now();
+    loop {
+        // The table as it is now (the trigger changes it until the last chunk).
+        let expected: std::collections::BTreeMap<i64, Option<i64>> = db
+            .query(&format!("SELECT id, n FROM {t}"), &[])
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                let (id, n): (i32, i32) = (r.get(0), r.get(1));
+                (i64::from(id), Some(i64::from(n)))
+            })
+            .collect();
+        let (states, incremental) = last_states(&topic);
+        let alive: std::collections::BTreeMap<i64, Option<i64>> =
+            states.into_iter().filter(|(_, n)| n.is_some()).collect();
+        if alive == expected {
+            // Rows no change touched reached Kafka only through the snapshot.
+            assert!(
+                incremental >= 13_000,
+                "only {incremental} incremental events"
+            );
+            eprintln!(
+                "incremental snapshot with a kill -9: {} rows match, {incremental} op r events, {} events in all",
+                expected.len(),
+                topic_len(&topic)
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the table's current rows never matched the topic's last events: {} rows, {} alive in Kafka, {} differ; see {}",
+            expected.len(),
+            alive.len(),
+            expected.iter().filter(|(id, n)| alive.get(id) != Some(n)).count(),
+            cdc.dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The signal table itself is never captured.
+    assert_eq!(topic_len(&cdc.topic("signal")), 0);
+    stop(child);
+    cdc.cleanup(&admin).await;
+}

@@ -99,6 +99,14 @@ pub fn primary_key(oid: u32) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| text(r, 0)).collect())
 }
 
+/// `schema.table` as SQL (a name without a schema stays unqualified).
+pub fn quoted_name(full: &str) -> String {
+    match full.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", ident(schema), ident(table)),
+        None => ident(full),
+    }
+}
+
 /// Makes sure the publication exists (and, in filtered mode, covers exactly
 /// the captured tables), as `publication.autocreate.mode` says.
 pub fn ensure_publication(s: &Settings, tables: &[Table]) -> Result<()> {
@@ -106,13 +114,20 @@ pub fn ensure_publication(s: &Settings, tables: &[Table]) -> Result<()> {
         "SELECT puballtables FROM pg_publication WHERE pubname = {}",
         literal(&s.publication)
     ))?;
-    let names = || {
-        tables
-            .iter()
-            .map(Table::quoted)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let mut listed: Vec<String> = tables.iter().map(Table::quoted).collect();
+    // The signal table's rows reach the connector through the stream.
+    if let Some(signal) = &s.signal_table {
+        let quoted = quoted_name(signal);
+        let found = pg::query(&format!("SELECT to_regclass({})", literal(&quoted)))?;
+        if found
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .is_some()
+        {
+            listed.push(quoted);
+        }
+    }
+    let names = || listed.join(", ");
     let publication = ident(&s.publication);
     let exists = !found.is_empty();
     match s.autocreate {

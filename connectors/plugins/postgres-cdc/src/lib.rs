@@ -6,6 +6,7 @@
 
 mod catalog;
 mod envelope;
+mod incremental;
 pub mod pgoutput;
 mod progress;
 mod settings;
@@ -132,8 +133,12 @@ impl Source for PostgresCdc {
         // After a fresh snapshot everything is new; otherwise skip what the
         // stored offset says an earlier run emitted.
         let resume_at = if snapshot_now { None } else { resume.position };
+        let mut stream = Stream::new(&s, resume_at);
+        if !snapshot_now {
+            stream.incremental.resume(&resume.offset);
+        }
         Ok(PostgresCdc {
-            stream: Stream::new(&s, resume_at),
+            stream,
             s,
             m,
             phase,
@@ -271,6 +276,9 @@ impl PostgresCdc {
         }
         wharf_sdk::counter_add("events", batch.len() as u64);
         self.pending.extend(batch);
+        if self.stream.incremental.wants_chunk() {
+            self.stream.incremental.read_chunk(&self.s, &self.m)?;
+        }
         self.heartbeat()?;
         self.confirm_if_idle();
         wharf_sdk::gauge_set(
@@ -295,7 +303,13 @@ impl PostgresCdc {
             }
         }
         let pos: Position = self.stream.position();
-        let offset = progress::stream_offset(pos, self.stream.server_end, 0, now * 1000);
+        let offset = progress::stream_offset(
+            pos,
+            self.stream.server_end,
+            0,
+            now * 1000,
+            self.stream.incremental.context(),
+        );
         self.pending.push_back(envelope::record(
             &self.s.heartbeat_topic,
             Some(&json!({ "serverName": self.s.prefix }).to_string()),

@@ -37,6 +37,8 @@ pub struct Resume {
     pub position: Option<Position>,
     /// The snapshot had started but not finished.
     pub snapshot_incomplete: bool,
+    /// The whole stored offset (null if none), for the incremental snapshot.
+    pub offset: Value,
 }
 
 impl Resume {
@@ -57,6 +59,7 @@ impl Resume {
             }),
             snapshot_incomplete: o["snapshot"].as_bool() == Some(true)
                 && o["last_snapshot_record"].as_bool() != Some(true),
+            offset: o,
         }
     }
 }
@@ -65,11 +68,12 @@ pub fn source_partition(prefix: &str) -> String {
     json!({ "server": prefix }).to_string()
 }
 
-/// The offset of a streamed event.
-pub fn stream_offset(p: Position, event_lsn: u64, xid: u32, ts_usec: i64) -> String {
+/// The offset of a streamed event; `extra` is more fields, each after a
+/// comma (an incremental snapshot's progress), or empty.
+pub fn stream_offset(p: Position, event_lsn: u64, xid: u32, ts_usec: i64, extra: &str) -> String {
     // Written directly: one per event, and json! builds a map first.
     format!(
-        "{{\"lsn\":{event_lsn},\"lsn_commit\":{},\"lsn_proc\":{event_lsn},\"seq\":{},\"txId\":{xid},\"ts_usec\":{ts_usec}}}",
+        "{{\"lsn\":{event_lsn},\"lsn_commit\":{},\"lsn_proc\":{event_lsn},\"seq\":{},\"txId\":{xid},\"ts_usec\":{ts_usec}{extra}}}",
         p.commit, p.seq
     )
 }
@@ -190,7 +194,7 @@ mod tests {
     fn offsets_resume_by_commit_and_index() {
         let offsets = vec![(
             source_partition("shop"),
-            stream_offset(p(0x1_0000_0010, 7), 0x1_0000_0008, 42, 5),
+            stream_offset(p(0x1_0000_0010, 7), 0x1_0000_0008, 42, 5, ""),
         )];
         let r = Resume::from_offsets(&offsets, "shop");
         assert_eq!(r.position, Some(p(0x1_0000_0010, 7)));

@@ -82,6 +82,7 @@ pub struct Settings {
     pub max_batch: u32,
     pub skip: Vec<char>,
     pub signal_table: Option<String>,
+    pub chunk_size: usize,
     pub transaction_metadata: bool,
     pub transaction_topic: String,
     pub poll_interval_ms: u32,
@@ -128,7 +129,9 @@ pub fn spec() -> Vec<ConfigKey> {
         ConfigKey::list("skipped.operations").default("t")
             .doc("Operations not emitted: c, u, d, t (truncate), or none"),
         ConfigKey::string("signal.data.collection").default("")
-            .doc("Signal table <schema>.<table> (incremental snapshots are not supported yet; the table is only excluded from capture)"),
+            .doc("Signal table <schema>.<table> (columns id, type, data): execute-snapshot, stop-snapshot, pause-snapshot and resume-snapshot rows drive incremental snapshots; it is never captured"),
+        ConfigKey::int("incremental.snapshot.chunk.size").default("1024").range(Some(1.0), Some(1_000_000.0))
+            .doc("Rows read per chunk of an incremental snapshot (held in memory until the chunk's window closes)"),
         ConfigKey::boolean("provide.transaction.metadata").default("false")
             .doc("Emit BEGIN/END events to <prefix>.transaction and a transaction block in every event"),
         ConfigKey::string("topic.transaction").default("transaction").doc("Transaction topic suffix"),
@@ -196,6 +199,9 @@ impl Settings {
             max_batch: c.u64("max.batch.size")?.clamp(1, 1_000_000) as u32,
             skip,
             signal_table: c.opt_string("signal.data.collection"),
+            chunk_size: c
+                .u64("incremental.snapshot.chunk.size")?
+                .clamp(1, 1_000_000) as usize,
             transaction_metadata: c.bool("provide.transaction.metadata")?,
             transaction_topic: format!("{prefix}.{}", c.string("topic.transaction")?.trim()),
             poll_interval_ms: c.u64("poll.interval.ms")?.clamp(1, 60_000) as u32,
@@ -222,8 +228,13 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Valid settings for unit tests elsewhere in the plugin.
+    pub fn settings() -> Settings {
+        Settings::parse(&config(&[])).expect("valid")
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Config {
         Config::from_pairs(

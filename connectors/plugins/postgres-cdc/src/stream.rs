@@ -10,15 +10,20 @@ use serde_json::{json, Value as Json};
 use wharf_sdk::{Error, Record, Result};
 
 use crate::envelope::{self, Origin, Shape};
+use crate::incremental::Incremental;
 use crate::pgoutput::{self, Message, Relation, Value};
 use crate::progress::{self, Confirmations, Position};
 use crate::settings::Settings;
 use crate::values::Mapping;
 
+mod signals;
+
 struct Rel {
     /// Shared with every event of the table (cloned per event otherwise).
     shape: Rc<Shape>,
     captured: bool,
+    /// The signal table (`signal.data.collection`).
+    signal: bool,
 }
 
 /// The transaction being read.
@@ -52,6 +57,7 @@ pub struct Stream {
     partition: String,
     /// Where the last transaction read ended, for `source.sequence`.
     last_commit: Option<u64>,
+    pub incremental: Incremental,
 }
 
 /// One event about to be emitted.
@@ -77,6 +83,7 @@ impl Stream {
             server_end: 0,
             partition: progress::source_partition(&s.prefix),
             last_commit: None,
+            incremental: Incremental::new(s.chunk_size),
         }
     }
 
@@ -140,6 +147,9 @@ impl Stream {
                 self.relations.insert(r.id, rel);
             }
             Message::Insert { rel, new } => {
+                if self.relations.get(&rel).is_some_and(|r| r.signal) {
+                    return self.signal(s, m, lsn, &new, out);
+                }
                 if let Some(shape) = self.captured(rel) {
                     let d = Draft {
                         op: "c",
@@ -210,8 +220,10 @@ impl Stream {
             .columns
             .iter()
             .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, is_key(c)));
+        let full = format!("{}.{}", r.namespace, r.name);
         Ok(Rel {
             captured,
+            signal: s.signal_table.as_deref() == Some(full.as_str()),
             shape: Rc::new(Shape::new(s, &r.namespace, &r.name, columns)),
         })
     }
@@ -358,7 +370,7 @@ impl Stream {
             Some(value),
             now_us / 1000,
             &self.partition,
-            progress::stream_offset(pos, at, 0, now_us),
+            progress::stream_offset(pos, at, 0, now_us, self.incremental.context()),
         ));
         self.confirms.emitted(pos);
         self.confirms.committed(at, 0, at);
@@ -398,10 +410,17 @@ impl Stream {
 
     fn offset(&self, pos: Position, lsn: u64) -> String {
         let (xid, ts) = self.tx.as_ref().map_or((0, 0), |t| (t.xid, t.ts_us));
-        progress::stream_offset(pos, lsn, xid, ts)
+        progress::stream_offset(pos, lsn, xid, ts, self.incremental.context())
     }
 
     fn emit(&mut self, s: &Settings, d: Draft<'_>, out: &mut Vec<Record>) -> Result<()> {
+        // Even a change not emitted (skipped, or emitted by an earlier run)
+        // is newer than an open incremental snapshot window's row.
+        if let Some(shape) = d.shape {
+            if d.op == "t" || d.key.is_some() {
+                self.incremental.changed(shape, d.key.as_deref());
+            }
+        }
         let op_char = d.op.chars().next().unwrap_or('?');
         if s.skip.contains(&op_char) {
             return Ok(());
