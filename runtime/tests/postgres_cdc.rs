@@ -457,3 +457,89 @@ async fn incremental_snapshot_through_the_signal_table_survives_kill_9() {
     stop(child);
     cdc.cleanup(&admin).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_converter_with_schemas_carries_debeziums_schemas() {
+    let cdc = Cdc::new("pg-schemas");
+    let db = common::pg::connect(&common::pg::url()).await;
+    let admin = common::pg::connect(&common::pg::admin_url()).await;
+    let t = cdc.table("typed");
+    db.batch_execute(&format!(
+        "CREATE TYPE size{id} AS ENUM ('s', 'm', 'l');
+         CREATE TABLE {t} (id int PRIMARY KEY, price numeric(10,2) NOT NULL, at timestamp,
+           sz size{id}, tags text[], note text);
+         INSERT INTO {t} VALUES (1, 9.99, '2024-01-01 00:00:00', 'm', '{{a,b}}', 'snap');",
+        id = cdc.id
+    ))
+    .await
+    .expect("schema");
+    let json = "org.apache.kafka.connect.json.JsonConverter";
+    cdc.write_config(&[
+        ("snapshot.mode", "initial"),
+        ("key.converter", json),
+        ("value.converter", json),
+    ]);
+    let mut child = cdc.run();
+    let topic = cdc.topic("typed");
+    wait_records(&topic, 1, &mut child, Duration::from_secs(60)).await;
+    db.batch_execute(&format!(
+        "INSERT INTO {t} (id, price, note) VALUES (2, 1.50, 'stream'); DELETE FROM {t} WHERE id = 2"
+    ))
+    .await
+    .expect("changes");
+    // read, insert, delete, tombstone
+    wait_records(&topic, 4, &mut child, Duration::from_secs(60)).await;
+    let events = values(&topic);
+    let name = |f: &Value, field: &str| -> Value {
+        f["fields"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["field"] == field).cloned())
+            .unwrap_or(Value::Null)
+    };
+    for (i, (key, value)) in events.iter().enumerate() {
+        let key = key.as_ref().expect("key");
+        assert_eq!(key["schema"]["name"], format!("{topic}.Key"), "event {i}");
+        assert_eq!(
+            key["schema"]["fields"],
+            json!([{ "type": "int32", "optional": false, "field": "id" }])
+        );
+        assert!(key["payload"]["id"].is_i64());
+        let Some(value) = value else {
+            assert_eq!(i, 3, "only the last record is a tombstone");
+            continue;
+        };
+        let schema = &value["schema"];
+        assert_eq!(schema["name"], format!("{topic}.Envelope"));
+        let after = name(schema, "after");
+        assert_eq!(after["name"], format!("{topic}.Value"));
+        assert_eq!(
+            name(&after, "price"),
+            json!({ "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+                    "parameters": { "scale": "2", "connect.decimal.precision": "10" },
+                    "optional": false, "field": "price" })
+        );
+        assert_eq!(
+            name(&after, "at")["name"],
+            "io.debezium.time.MicroTimestamp"
+        );
+        assert_eq!(name(&after, "at")["optional"], true);
+        assert_eq!(name(&after, "sz")["parameters"]["allowed"], "s,m,l");
+        assert_eq!(name(&after, "tags")["items"]["type"], "string");
+        assert_eq!(
+            name(schema, "source")["name"],
+            "io.debezium.connector.postgresql.Source"
+        );
+        let op = &value["payload"]["op"];
+        assert_eq!(*op, json!(["r", "c", "d"][i]), "event {i}");
+    }
+    assert_eq!(
+        events[0]
+            .1
+            .as_ref()
+            .map(|v| v["payload"]["after"]["note"].clone()),
+        Some(json!("snap"))
+    );
+    assert_eq!(events.len(), 4);
+    stop(child);
+    cdc.cleanup(&admin).await;
+}

@@ -176,9 +176,17 @@ pub async fn start_connector(
     target: Target,
     only: Option<&BTreeSet<usize>>,
 ) -> Result<ConnectorRun, WorkerError> {
-    let task_configs = task_configs(p).await?;
-    tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
     let kafka = &ctx.kafka;
+    let default_worker = crate::config::WorkerConfig::default();
+    let worker_config = kafka.as_ref().map_or(&default_worker, |h| &h.worker);
+    let converters = converters::Converters::from_config(&p.config, worker_config)?;
+    let mut task_configs = task_configs(p).await?;
+    if p.plugin.kind() == PluginKind::Source {
+        for cfg in &mut task_configs {
+            converters.tell_source(cfg);
+        }
+    }
+    tracing::info!(connector = %p.config.name, plugin = %p.plugin.info.name, tasks = task_configs.len(), "starting connector");
     let exactly_once = match (p.exactly_once, ctx.offsets.kafka_topic(), kafka) {
         (ExactlyOnce::Off, _, _) => None,
         (_, Some(topic), Some(_)) => Some(topic.to_string()),
@@ -193,9 +201,6 @@ pub async fn start_connector(
             )))
         }
     };
-    let default_worker = crate::config::WorkerConfig::default();
-    let worker_config = kafka.as_ref().map_or(&default_worker, |h| &h.worker);
-    let converters = converters::Converters::from_config(&p.config, worker_config)?;
     if kafka.is_none() && p.errors.dlq_topic.is_some() {
         return Err(WorkerError::Config(p.config.key_error(
             "errors.deadletterqueue.topic.name",

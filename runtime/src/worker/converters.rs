@@ -4,7 +4,8 @@
 //! - `org.apache.kafka.connect.json.JsonConverter` (`json`): values must be
 //!   JSON; with `<key|value>.converter.schemas.enable` (Connect's default:
 //!   true) they travel as `{"schema":..,"payload":..}`, the schema inferred
-//!   from the JSON on the way in and stripped on the way out;
+//!   from the JSON on the way in (unless the plugin wrote the schema itself:
+//!   a source task is told, see `tell_source`) and stripped on the way out;
 //! - `org.apache.kafka.connect.storage.StringConverter` (`string`): UTF-8;
 //! - `org.apache.kafka.connect.converters.ByteArrayConverter` (`bytes`):
 //!   bytes as they are. Without any converter configured, bytes pass as they
@@ -73,6 +74,19 @@ impl Converters {
         })
     }
 
+    /// Sets `key.converter.schemas.enable` and `value.converter.schemas.enable`
+    /// in a source task's config to whether that side's converter carries
+    /// schemas (worker defaults included), so a plugin that knows its exact
+    /// schemas (postgres-cdc: Debezium's) can write `{schema, payload}` itself.
+    pub fn tell_source(&self, task_config: &mut Vec<(String, String)>) {
+        for (which, c) in [("key", self.key), ("value", self.value)] {
+            let key = format!("{which}.converter.schemas.enable");
+            let on = (c == Converter::Json { schemas: true }).to_string();
+            task_config.retain(|(k, _)| *k != key);
+            task_config.push((key, on));
+        }
+    }
+
     pub fn is_passthrough(&self) -> bool {
         self.key == Converter::Bytes && self.value == Converter::Bytes
     }
@@ -93,6 +107,9 @@ impl Converter {
             }
             Converter::Json { schemas: true } => {
                 let v = parse(&bytes)?;
+                if is_enveloped(&v) {
+                    return Ok(Some(bytes));
+                }
                 let mut schema = infer_schema(&v);
                 if let Some(o) = schema.as_object_mut() {
                     o.insert("optional".into(), Value::Bool(false));
@@ -131,6 +148,14 @@ impl Converter {
             },
         }
     }
+}
+
+/// Already `{"schema": {...}, "payload": ...}`: written by a plugin that
+/// knows its schema.
+fn is_enveloped(v: &Value) -> bool {
+    matches!(v, Value::Object(o) if o.len() == 2
+        && o.get("schema").is_some_and(Value::is_object)
+        && o.contains_key("payload"))
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, String> {
@@ -229,6 +254,37 @@ mod tests {
         assert!(Converter::String
             .decode_from_kafka(Some(vec![0xff, 0xfe]))
             .is_err());
+    }
+
+    #[test]
+    fn a_plugins_own_schema_is_kept_and_sources_are_told() {
+        let c = Converter::Json { schemas: true };
+        let own = br#"{"schema":{"type":"struct","name":"x.Key","fields":[]},"payload":{"id":1}}"#;
+        let wire = c.encode_for_kafka(Some(own.to_vec())).expect("convert");
+        assert_eq!(wire.as_deref(), Some(&own[..]));
+        let converters = Converters {
+            key: Converter::Json { schemas: true },
+            value: Converter::Json { schemas: false },
+        };
+        let mut cfg = vec![(
+            "value.converter.schemas.enable".to_string(),
+            "true".to_string(),
+        )];
+        converters.tell_source(&mut cfg);
+        cfg.sort();
+        assert_eq!(
+            cfg,
+            [
+                (
+                    "key.converter.schemas.enable".to_string(),
+                    "true".to_string()
+                ),
+                (
+                    "value.converter.schemas.enable".to_string(),
+                    "false".to_string()
+                ),
+            ]
+        );
     }
 }
 

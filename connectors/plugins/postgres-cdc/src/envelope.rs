@@ -27,6 +27,8 @@ pub struct Shape {
     pub table: String,
     pub topic: String,
     pub columns: Vec<ColumnShape>,
+    /// Connect schemas, when the converters want them.
+    pub schemas: Option<crate::schema::TableSchemas>,
 }
 
 /// Where an event came from, for its `source` block and offset.
@@ -91,6 +93,24 @@ impl Shape {
                     emit: s.emits_column(schema, table, name),
                 })
                 .collect(),
+            schemas: None,
+        }
+    }
+
+    /// An event key as Kafka gets it: with its schema when one is wanted.
+    pub fn key_out<'a>(&self, key: Option<&'a str>) -> Option<std::borrow::Cow<'a, str>> {
+        let key = key?;
+        Some(match self.schemas.as_ref().and_then(|s| s.key.as_deref()) {
+            Some(schema) => std::borrow::Cow::Owned(crate::schema::wrap(schema, key)),
+            None => std::borrow::Cow::Borrowed(key),
+        })
+    }
+
+    /// An event value as Kafka gets it: with its schema when one is wanted.
+    pub fn value_out(&self, value: String) -> String {
+        match self.schemas.as_ref().and_then(|s| s.value.as_deref()) {
+            Some(schema) => crate::schema::wrap(schema, &value),
+            None => value,
         }
     }
 
@@ -318,6 +338,7 @@ mod tests {
                 col("secret", 25, false, false),
                 col("n", 1700, false, true),
             ],
+            schemas: None,
         }
     }
 

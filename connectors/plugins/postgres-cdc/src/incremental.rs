@@ -475,6 +475,7 @@ mod tests {
             table: "t".into(),
             topic: "p.public.t".into(),
             columns: Vec::new(),
+            schemas: None,
         });
         inc.queue.push_back(Collection {
             id: "public.t".into(),

@@ -9,6 +9,7 @@ mod envelope;
 mod incremental;
 pub mod pgoutput;
 mod progress;
+mod schema;
 mod settings;
 mod snapshot;
 mod stream;

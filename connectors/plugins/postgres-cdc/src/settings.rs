@@ -83,6 +83,9 @@ pub struct Settings {
     pub skip: Vec<char>,
     pub signal_table: Option<String>,
     pub chunk_size: usize,
+    /// The key and value converters want Connect schemas (set by the host).
+    pub key_schemas: bool,
+    pub value_schemas: bool,
     pub transaction_metadata: bool,
     pub transaction_topic: String,
     pub poll_interval_ms: u32,
@@ -199,6 +202,8 @@ impl Settings {
             max_batch: c.u64("max.batch.size")?.clamp(1, 1_000_000) as u32,
             skip,
             signal_table: c.opt_string("signal.data.collection"),
+            key_schemas: c.raw("key.converter.schemas.enable") == Some("true"),
+            value_schemas: c.raw("value.converter.schemas.enable") == Some("true"),
             chunk_size: c
                 .u64("incremental.snapshot.chunk.size")?
                 .clamp(1, 1_000_000) as usize,

@@ -30,12 +30,14 @@ pub struct Snapshot {
     emitted: bool,
 }
 
-pub fn shape_of(s: &Settings, t: &Table) -> Shape {
+pub fn shape_of(s: &Settings, t: &Table) -> Result<Shape> {
     let columns = t
         .columns
         .iter()
         .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, c.key));
-    Shape::new(s, &t.schema, &t.name, columns)
+    let mut shape = Shape::new(s, &t.schema, &t.name, columns);
+    crate::schema::attach(s, &mut shape, t.oid)?;
+    Ok(shape)
 }
 
 impl Snapshot {
@@ -87,7 +89,7 @@ impl Snapshot {
                     pg::snapshot_end()?;
                     return Ok(true);
                 };
-                let shape = shape_of(s, &t);
+                let shape = shape_of(s, &t)?;
                 let columns = t
                     .columns
                     .iter()
@@ -159,8 +161,8 @@ impl Snapshot {
         });
         Ok(envelope::record(
             &shape.topic,
-            key.as_deref(),
-            Some(value),
+            shape.key_out(key.as_deref()).as_deref(),
+            Some(shape.value_out(value)),
             self.ts_us / 1000,
             partition,
             progress::snapshot_offset(self.point, self.xmin, self.ts_us, last),

@@ -221,10 +221,14 @@ impl Stream {
             .iter()
             .map(|c| (c.name.as_str(), c.type_oid, c.type_mod, is_key(c)));
         let full = format!("{}.{}", r.namespace, r.name);
+        let mut shape = Shape::new(s, &r.namespace, &r.name, columns);
+        if captured {
+            crate::schema::attach(s, &mut shape, r.id)?;
+        }
         Ok(Rel {
             captured,
             signal: s.signal_table.as_deref() == Some(full.as_str()),
-            shape: Rc::new(Shape::new(s, &r.namespace, &r.name, columns)),
+            shape: Rc::new(shape),
         })
     }
 
@@ -304,7 +308,7 @@ impl Stream {
                     out,
                     envelope::record(
                         &shape.topic,
-                        key.as_deref(),
+                        shape.key_out(key.as_deref()).as_deref(),
                         None,
                         self.ts_ms(),
                         &self.partition,
@@ -481,9 +485,13 @@ impl Stream {
             transaction: transaction.as_deref(),
             message,
         });
+        let (key, value) = match d.shape {
+            Some(sh) => (sh.key_out(d.key.as_deref()), sh.value_out(value)),
+            None => (d.key.as_deref().map(std::borrow::Cow::Borrowed), value),
+        };
         let record = envelope::record(
             &topic,
-            d.key.as_deref(),
+            key.as_deref(),
             Some(value),
             ts_us.div_euclid(1000),
             &self.partition,

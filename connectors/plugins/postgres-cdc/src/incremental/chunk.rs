@@ -162,7 +162,7 @@ impl Incremental {
             self.max_key = Some(top.into_iter().map(Option::unwrap_or_default).collect());
         }
         self.current = Some(Current {
-            shape: Rc::new(crate::snapshot::shape_of(s, &table)),
+            shape: Rc::new(crate::snapshot::shape_of(s, &table)?),
             quoted,
             columns,
             key_idx,

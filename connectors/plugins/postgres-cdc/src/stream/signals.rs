@@ -92,8 +92,8 @@ impl Stream {
             });
             let record = envelope::record(
                 &closed.shape.topic,
-                key.as_deref(),
-                Some(value),
+                closed.shape.key_out(key.as_deref()).as_deref(),
+                Some(closed.shape.value_out(value)),
                 ts_us.div_euclid(1000),
                 &self.partition,
                 progress::stream_offset(pos, lsn, xid, ts_us, &fields),
