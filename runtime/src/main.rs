@@ -117,6 +117,10 @@ enum PluginCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Compile a component into a compile cache artifact (a worker runs
+    /// this as a child process).
+    #[command(hide = true)]
+    Precompile { wasm: PathBuf, out: PathBuf },
 }
 
 impl CacheArgs {
@@ -184,6 +188,9 @@ fn main() -> anyhow::Result<()> {
                     cli::inspect::inspect(&file, cache.dir()).await
                 }
                 PluginCommand::List { cache } => cli::inspect::list(cache.dir()).await,
+                PluginCommand::Precompile { wasm, out } => {
+                    wharf::plugin::precompile_file(&wasm, &out).map_err(Into::into)
+                }
             },
         }
     })

@@ -43,7 +43,7 @@ impl TransactionalProducer {
                 ("acks", "all"),
                 ("linger.ms", "5"),
                 ("compression.type", "lz4"),
-                ("queue.buffering.max.kbytes", "65536"),
+                ("queue.buffering.max.kbytes", "16384"),
                 ("partitioner", "murmur2_random"),
                 ("transaction.timeout.ms", "60000"),
             ],

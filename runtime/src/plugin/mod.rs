@@ -125,18 +125,29 @@ fn ticks(d: Duration) -> u64 {
     (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
+/// The one engine configuration: a worker and the child processes that
+/// compile for it (`cache::precompile_file`) must agree on it exactly.
+fn new_engine() -> Result<Engine, PluginError> {
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(true)
+        .wasm_component_model(true)
+        // The component model's async machinery (on by default) makes
+        // every export call dearer; no plugin uses WASIp3 async exports.
+        .concurrency_support(false)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&config).map_err(|e| PluginError::Compile {
+        plugin: "<engine>".into(),
+        reason: format!("{e:#}"),
+    })
+}
+
+pub use cache::precompile_file;
+
 impl PluginHost {
     /// `cache_dir: None` disables the on-disk compile cache.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        let mut config = wasmtime::Config::new();
-        config
-            .epoch_interruption(true)
-            .wasm_component_model(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| PluginError::Compile {
-            plugin: "<engine>".into(),
-            reason: format!("{e:#}"),
-        })?;
+        let engine = new_engine()?;
         let mut linker = Linker::new(&engine);
         let link_err = |e: wasmtime::Error| PluginError::Compile {
             plugin: "<linker>".into(),

@@ -38,6 +38,13 @@ impl Engine {
         peak_rss_mib(self.child.id())
     }
 
+    /// Starts the peak over from now (`clear_refs` 5 resets VmHWM): the
+    /// peak is then what capturing needs, not start-up (Wharf compiles a new
+    /// plugin version once, the JVM loads its classes).
+    pub fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
     /// SIGINT, then SIGKILL if it has not stopped in 30 s.
     pub fn stop(&mut self) {
         let _ = Command::new("kill")

@@ -48,21 +48,40 @@ pub struct Origin<'a> {
 // Events are written as JSON text directly: building serde_json trees cost
 // an allocation per key and per value, for every event.
 
-/// Appends `s` as a JSON string.
+/// Appends `s` as a JSON string. Runs of bytes that need no escaping are
+/// copied whole: this is on every column of every event.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let mut clean = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Escaped bytes are ASCII, so `clean..i` and `i + 1..` are char boundaries.
+        out.push_str(&s[clean..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
         }
+        clean = i + 1;
     }
+    out.push_str(&s[clean..]);
     out.push('"');
+}
+
+/// Appends an integer in decimal.
+pub fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// PostgreSQL prints integers canonically; anything else goes the slow way.
@@ -124,7 +143,16 @@ impl Shape {
         m: &Mapping,
         keep: impl Fn(&ColumnShape) -> bool,
     ) -> Result<String> {
-        let mut out = String::with_capacity(32 + 24 * values.len());
+        // Sized from the texts so the row is written without regrowing.
+        let text: usize = values
+            .iter()
+            .map(|v| match v {
+                Value::Text(t) => t.len(),
+                _ => 4,
+            })
+            .sum();
+        let names: usize = self.columns.iter().map(|c| c.name.len() + 8).sum();
+        let mut out = String::with_capacity(16 + text + names);
         out.push('{');
         let mut first = true;
         for (c, v) in self.columns.iter().zip(values) {
@@ -203,33 +231,33 @@ impl Shape {
 
 /// The `source` block, in Debezium's field order.
 pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> String {
-    use std::fmt::Write;
     let mut out = String::with_capacity(320);
     out.push_str("{\"version\":\"");
     out.push_str(CONNECTOR_VERSION);
     out.push_str("\",\"connector\":\"postgresql\",\"name\":");
     write_str(&mut out, o.prefix);
-    let ts_ms = o.ts_us.div_euclid(1000);
-    let _ = write!(
-        out,
-        ",\"ts_ms\":{ts_ms},\"snapshot\":\"{}\",\"db\":",
-        o.snapshot
-    );
+    out.push_str(",\"ts_ms\":");
+    push_int(&mut out, o.ts_us.div_euclid(1000));
+    out.push_str(",\"snapshot\":\"");
+    out.push_str(o.snapshot);
+    out.push_str("\",\"db\":");
     write_str(&mut out, o.db);
-    let _ = match o.sequence.0 {
-        Some(last) => write!(
-            out,
-            ",\"sequence\":\"[\\\"{last}\\\",\\\"{}\\\"]\"",
-            o.sequence.1
-        ),
-        None => write!(out, ",\"sequence\":\"[null,\\\"{}\\\"]\"", o.sequence.1),
-    };
-    let _ = write!(
-        out,
-        ",\"ts_us\":{},\"ts_ns\":{},\"schema\":",
-        o.ts_us,
-        o.ts_us.saturating_mul(1000)
-    );
+    out.push_str(",\"sequence\":\"[");
+    match o.sequence.0 {
+        Some(last) => {
+            out.push_str("\\\"");
+            push_int(&mut out, last);
+            out.push_str("\\\"");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\\\"");
+    push_int(&mut out, o.sequence.1);
+    out.push_str("\\\"]\",\"ts_us\":");
+    push_int(&mut out, o.ts_us);
+    out.push_str(",\"ts_ns\":");
+    push_int(&mut out, o.ts_us.saturating_mul(1000));
+    out.push_str(",\"schema\":");
     match shape {
         Some(sh) => {
             write_str(&mut out, &sh.schema);
@@ -239,15 +267,15 @@ pub fn source(shape: Option<&Shape>, o: &Origin<'_>) -> String {
         None => out.push_str("null,\"table\":null"),
     }
     out.push_str(",\"txId\":");
-    let _ = match o.tx_id {
-        Some(x) => write!(out, "{x}"),
-        None => write!(out, "null"),
-    };
+    match o.tx_id {
+        Some(x) => push_int(&mut out, x),
+        None => out.push_str("null"),
+    }
     out.push_str(",\"lsn\":");
-    let _ = match o.lsn {
-        Some(l) => write!(out, "{l}"),
-        None => write!(out, "null"),
-    };
+    match o.lsn {
+        Some(l) => push_int(&mut out, l),
+        None => out.push_str("null"),
+    }
     out.push_str(",\"xmin\":null}");
     out
 }
@@ -265,7 +293,6 @@ pub struct Parts<'a> {
 
 /// A whole change event value.
 pub fn event(p: &Parts<'_>) -> String {
-    use std::fmt::Write;
     let now_ms = wharf_sdk::now_millis();
     let mut out = String::with_capacity(
         96 + p.source.len() + p.before.map_or(4, str::len) + p.after.map_or(4, str::len),
@@ -284,12 +311,13 @@ pub fn event(p: &Parts<'_>) -> String {
     }
     out.push_str(",\"op\":");
     write_str(&mut out, p.op);
-    let _ = write!(
-        out,
-        ",\"ts_ms\":{now_ms},\"ts_us\":{},\"ts_ns\":{}}}",
-        now_ms.saturating_mul(1000),
-        now_ms.saturating_mul(1_000_000)
-    );
+    out.push_str(",\"ts_ms\":");
+    push_int(&mut out, now_ms);
+    out.push_str(",\"ts_us\":");
+    push_int(&mut out, now_ms.saturating_mul(1000));
+    out.push_str(",\"ts_ns\":");
+    push_int(&mut out, now_ms.saturating_mul(1_000_000));
+    out.push('}');
     out
 }
 

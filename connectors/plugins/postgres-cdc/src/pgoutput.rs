@@ -116,7 +116,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, n: usize, what: impl fmt::Display + Copy) -> Result<&'a [u8], DecodeError> {
         let rest = self.buf.len() - self.pos;
         if rest < n {
             return Err(DecodeError(format!(
@@ -129,33 +129,36 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+    fn array<const N: usize>(
+        &mut self,
+        what: impl fmt::Display + Copy,
+    ) -> Result<[u8; N], DecodeError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, what)?);
         Ok(a)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+    fn u8(&mut self, what: impl fmt::Display + Copy) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(what)?[0])
     }
-    fn i16(&mut self, what: &str) -> Result<i16, DecodeError> {
+    fn i16(&mut self, what: impl fmt::Display + Copy) -> Result<i16, DecodeError> {
         Ok(i16::from_be_bytes(self.array(what)?))
     }
-    fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
+    fn i32(&mut self, what: impl fmt::Display + Copy) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.array(what)?))
     }
-    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+    fn u32(&mut self, what: impl fmt::Display + Copy) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
-    fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
+    fn i64(&mut self, what: impl fmt::Display + Copy) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(self.array(what)?))
     }
-    fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
+    fn u64(&mut self, what: impl fmt::Display + Copy) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     /// NUL-terminated string; must be valid UTF-8 (server encoding UTF8).
-    fn cstr(&mut self, what: &str) -> Result<String, DecodeError> {
+    fn cstr(&mut self, what: impl fmt::Display + Copy) -> Result<String, DecodeError> {
         let rest = &self.buf[self.pos..];
         let len = rest.iter().position(|&b| b == 0).ok_or_else(|| {
             DecodeError(format!(
@@ -170,8 +173,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Length-prefixed (i32) byte string; a negative length is malformed.
-    fn len_bytes(&mut self, what: &str) -> Result<&'a [u8], DecodeError> {
-        let n = self.i32(&format!("{what} length"))?;
+    fn len_bytes(&mut self, what: impl fmt::Display + Copy) -> Result<&'a [u8], DecodeError> {
+        let n = self.i32(format_args!("{what} length"))?;
         let n = usize::try_from(n)
             .map_err(|_| DecodeError(format!("{what} has negative length {n}")))?;
         self.take(n, what)
@@ -296,12 +299,12 @@ fn relation(r: &mut Reader) -> Result<Relation, DecodeError> {
         .map_err(|_| DecodeError(format!("Relation column count {n} is negative")))?;
     let mut columns = Vec::with_capacity(n);
     for i in 0..n {
-        let flags = r.u8(&format!("Relation column {i} flags"))?;
+        let flags = r.u8(format_args!("Relation column {i} flags"))?;
         columns.push(Column {
             key: flags & 1 != 0,
-            name: r.cstr(&format!("Relation column {i} name"))?,
-            type_oid: r.u32(&format!("Relation column {i} type oid"))?,
-            type_mod: r.i32(&format!("Relation column {i} atttypmod"))?,
+            name: r.cstr(format_args!("Relation column {i} name"))?,
+            type_oid: r.u32(format_args!("Relation column {i} type oid"))?,
+            type_mod: r.i32(format_args!("Relation column {i} atttypmod"))?,
         });
     }
     Ok(Relation {
@@ -313,24 +316,34 @@ fn relation(r: &mut Reader) -> Result<Relation, DecodeError> {
     })
 }
 
+/// "<what> column <i>", written only if an error needs it.
+#[derive(Clone, Copy)]
+struct ColumnCtx<'a>(&'a str, usize);
+
+impl fmt::Display for ColumnCtx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} column {}", self.0, self.1)
+    }
+}
+
 fn tuple(r: &mut Reader, what: &str) -> Result<Vec<Value>, DecodeError> {
-    let n = r.i16(&format!("{what} column count"))?;
+    let n = r.i16(format_args!("{what} column count"))?;
     let n = usize::try_from(n)
         .map_err(|_| DecodeError(format!("{what} column count {n} is negative")))?;
     let mut vals = Vec::with_capacity(n);
     for i in 0..n {
-        let ctx = format!("{what} column {i}");
-        let v = match r.u8(&format!("{ctx} kind"))? {
+        let ctx = ColumnCtx(what, i);
+        let v = match r.u8(format_args!("{ctx} kind"))? {
             b'n' => Value::Null,
             b'u' => Value::Unchanged,
             b't' => {
-                let b = r.len_bytes(&ctx)?;
+                let b = r.len_bytes(ctx)?;
                 let s = std::str::from_utf8(b)
                     .map_err(|e| DecodeError(format!("{ctx} text is not valid UTF-8: {e}")))?;
                 Value::Text(s.to_owned())
             }
-            b'b' => Value::Binary(r.len_bytes(&ctx)?.to_vec()),
-            k => return Err(bad_kind(&ctx, k, "'n', 'u', 't' or 'b'")),
+            b'b' => Value::Binary(r.len_bytes(ctx)?.to_vec()),
+            k => return Err(bad_kind(&ctx.to_string(), k, "'n', 'u', 't' or 'b'")),
         };
         vals.push(v);
     }
@@ -338,7 +351,7 @@ fn tuple(r: &mut Reader, what: &str) -> Result<Vec<Value>, DecodeError> {
 }
 
 fn expect(r: &mut Reader, want: u8, msg: &str) -> Result<(), DecodeError> {
-    let k = r.u8(&format!("{msg} new-tuple marker"))?;
+    let k = r.u8(format_args!("{msg} new-tuple marker"))?;
     if k != want {
         return Err(bad_kind(msg, k, &format!("'{}'", want as char)));
     }
