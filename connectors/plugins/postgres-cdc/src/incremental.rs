@@ -443,6 +443,58 @@ mod tests {
     }
 
     #[test]
+    fn stop_pause_and_resume_signals_change_the_queue() {
+        let mut inc = Incremental::new(10);
+        for id in ["public.a", "public.b"] {
+            inc.queue.push_back(Collection {
+                id: id.into(),
+                filter: None,
+            });
+        }
+        inc.last_key = Some(vec!["7".into()]);
+        let s = crate::settings::tests::settings();
+        let sig = |kind: &str, data: &str| {
+            vec![
+                Value::Text("x".into()),
+                Value::Text(kind.into()),
+                Value::Text(data.into()),
+            ]
+        };
+        assert_eq!(
+            inc.signal(&s, &sig("pause-snapshot", ""), false),
+            Outcome::Ignored
+        );
+        assert!(!inc.wants_chunk());
+        assert_eq!(
+            inc.signal(&s, &sig("resume-snapshot", ""), false),
+            Outcome::Ignored
+        );
+        assert!(inc.wants_chunk());
+        // Stopping the table under way drops its progress; the next one starts fresh.
+        let stop = r#"{"data-collections": ["public.a"], "type": "incremental"}"#;
+        assert_eq!(
+            inc.signal(&s, &sig("stop-snapshot", stop), false),
+            Outcome::StateChanged
+        );
+        assert_eq!(inc.queue.len(), 1);
+        assert_eq!(inc.queue[0].id, "public.b");
+        assert_eq!(inc.last_key, None);
+        assert!(inc.context().contains("public.b"));
+        // A replayed signal (acted on by an earlier run) changes nothing.
+        assert_eq!(
+            inc.signal(&s, &sig("stop-snapshot", "{}"), true),
+            Outcome::Ignored
+        );
+        assert_eq!(inc.queue.len(), 1);
+        assert_eq!(
+            inc.signal(&s, &sig("stop-snapshot", "{}"), false),
+            Outcome::StateChanged
+        );
+        assert!(inc.queue.is_empty());
+        assert_eq!(inc.context(), "");
+    }
+
+    #[test]
     fn progress_round_trips_through_offset_fields() {
         let mut inc = Incremental::new(10);
         inc.queue.push_back(Collection {
