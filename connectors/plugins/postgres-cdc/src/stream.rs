@@ -408,6 +408,20 @@ impl Stream {
         (self.last_commit, lsn)
     }
 
+    /// Where an event of the open transaction, logged at `lsn`, comes from.
+    fn tx_origin<'s>(&self, s: &'s Settings, snapshot: &'static str, lsn: u64) -> Origin<'s> {
+        let (xid, ts_us) = self.tx.as_ref().map_or((0, 0), |t| (t.xid, t.ts_us));
+        Origin {
+            prefix: &s.prefix,
+            db: &s.dbname,
+            ts_us,
+            snapshot,
+            tx_id: Some(xid),
+            lsn: Some(lsn),
+            sequence: self.sequence(lsn),
+        }
+    }
+
     fn ts_ms(&self) -> i64 {
         self.tx.as_ref().map_or(0, |t| t.ts_us.div_euclid(1000))
     }
@@ -461,16 +475,8 @@ impl Stream {
         let Some(pos) = self.next_position() else {
             return Ok(());
         };
-        let (xid, ts_us) = self.tx.as_ref().map_or((0, 0), |t| (t.xid, t.ts_us));
-        let origin = Origin {
-            prefix: &s.prefix,
-            db: &s.dbname,
-            ts_us,
-            snapshot: "false",
-            tx_id: Some(xid),
-            lsn: Some(d.lsn),
-            sequence: self.sequence(d.lsn),
-        };
+        let origin = self.tx_origin(s, "false", d.lsn);
+        let ts_us = origin.ts_us;
         let source = envelope::source(d.shape, &origin);
         // A transactional logical message: Debezium's message topic and body.
         let (topic, after, message) = match d.shape {

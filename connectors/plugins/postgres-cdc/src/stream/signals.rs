@@ -5,7 +5,7 @@ use serde_json::json;
 use wharf_sdk::{Record, Result};
 
 use super::Stream;
-use crate::envelope::{self, Origin};
+use crate::envelope;
 use crate::incremental::Outcome;
 use crate::pgoutput::Value;
 use crate::progress;
@@ -66,16 +66,8 @@ impl Stream {
         let Some(closed) = self.incremental.take_closed() else {
             return Ok(());
         };
-        let (xid, ts_us) = self.tx.as_ref().map_or((0, 0), |t| (t.xid, t.ts_us));
-        let origin = Origin {
-            prefix: &s.prefix,
-            db: &s.dbname,
-            ts_us,
-            snapshot: "incremental",
-            tx_id: Some(xid),
-            lsn: Some(lsn),
-            sequence: self.sequence(lsn),
-        };
+        let origin = self.tx_origin(s, "incremental", lsn);
+        let (xid, ts_us) = (origin.tx_id.unwrap_or(0), origin.ts_us);
         let source = envelope::source(Some(&closed.shape), &origin);
         for (key, values, fields) in closed.rows {
             let Some(pos) = self.next_position() else {
