@@ -46,14 +46,7 @@ impl Incremental {
             self.counter += 1;
             let id = format!("wharf-{}-{}", wharf_sdk::now_millis(), self.counter);
             let table = crate::catalog::quoted_name(signal);
-            pg::query(&format!(
-                "INSERT INTO {table} VALUES ({}, 'snapshot-window-open', {})",
-                literal(&format!("{id}-open")),
-                literal(&format!(
-                    "{{\"openWindowTimestamp\": {}}}",
-                    wharf_sdk::now_millis()
-                ))
-            ))?;
+            watermark(&table, &id, "open")?;
             let select = format!(
                 "SELECT {} FROM {} WHERE {upto}{after}{filter} ORDER BY {} LIMIT {}",
                 cur.columns, cur.quoted, cur.key_list, self.chunk_size
@@ -73,14 +66,7 @@ impl Incremental {
                 }
                 Err(e) => return Err(e),
             };
-            pg::query(&format!(
-                "INSERT INTO {table} VALUES ({}, 'snapshot-window-close', {})",
-                literal(&format!("{id}-close")),
-                literal(&format!(
-                    "{{\"closeWindowTimestamp\": {}}}",
-                    wharf_sdk::now_millis()
-                ))
-            ))?;
+            watermark(&table, &id, "close")?;
             let last_of_table = rows.len() < self.chunk_size;
             let end_key: Vec<String> = rows
                 .last()
@@ -182,4 +168,19 @@ impl Incremental {
         self.refresh_context();
         Ok(false)
     }
+}
+
+/// Writes a watermark row as Debezium does: id `<chunk>-open|close`, type
+/// `snapshot-window-open|close`, data `{"openWindowTimestamp": ms}` (or close).
+fn watermark(signal_table: &str, chunk: &str, which: &str) -> Result<()> {
+    let data = format!(
+        "{{\"{which}WindowTimestamp\": {}}}",
+        wharf_sdk::now_millis()
+    );
+    pg::query(&format!(
+        "INSERT INTO {signal_table} VALUES ({}, 'snapshot-window-{which}', {})",
+        literal(&format!("{chunk}-{which}")),
+        literal(&data)
+    ))
+    .map(|_| ())
 }
