@@ -56,7 +56,9 @@ pub fn upload_part(upload: u64, body: &[u8]) -> Result<()> {
     }
 }
 
-/// Waits for every part and completes: the object appears whole.
+/// Completes the upload once its parts are in: the object appears whole or
+/// not at all. It may finish in the background; the host waits for it
+/// before the sink's flush returns, so offsets never pass it first.
 pub fn upload_complete(upload: u64) -> Result<()> {
     #[cfg(target_arch = "wasm32")]
     return wit::upload_complete(upload).map_err(from_wit);

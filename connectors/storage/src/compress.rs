@@ -78,6 +78,7 @@ pub struct Compressor {
     gzip: Option<GzEncoder<Vec<u8>>>,
     raw: Vec<u8>,
     out: Vec<u8>,
+    scratch: Vec<u8>,
     written: u64,
 }
 
@@ -89,6 +90,7 @@ impl Compressor {
                 .then(|| GzEncoder::new(Vec::new(), flate2::Compression::fast())),
             raw: Vec::new(),
             out: Vec::new(),
+            scratch: Vec::new(),
             written: 0,
         }
     }
@@ -112,6 +114,23 @@ impl Compressor {
         }
     }
 
+    /// Writes what `fill` appends: uncompressed, straight into the output
+    /// (no copy through a buffer of its own); otherwise through a scratch
+    /// buffer kept between calls.
+    pub fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        if self.kind == Compression::None {
+            let before = self.out.len();
+            fill(&mut self.out);
+            self.written += (self.out.len() - before) as u64;
+            return;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        fill(&mut scratch);
+        self.write(&scratch);
+        self.scratch = scratch;
+    }
+
     fn cut_frame(&mut self) {
         if !self.raw.is_empty() {
             let frame = ruzstd::encoding::compress_to_vec(
@@ -133,11 +152,17 @@ impl Compressor {
         self.out.len() + self.gzip.as_ref().map_or(0, |g| g.get_ref().len())
     }
 
-    pub fn take_ready(&mut self) -> Vec<u8> {
-        if let Some(g) = &mut self.gzip {
-            return std::mem::take(g.get_mut());
-        }
-        std::mem::take(&mut self.out)
+    /// Hands the compressed bytes ready to leave to `send`, then drops them
+    /// but keeps the buffer: a multipart file's next part fills the same
+    /// allocation instead of growing a new one to the part size again.
+    pub fn send_ready<R>(&mut self, send: impl FnOnce(&[u8]) -> R) -> R {
+        let ready = match &mut self.gzip {
+            Some(g) => g.get_mut(),
+            None => &mut self.out,
+        };
+        let sent = send(ready);
+        ready.clear();
+        sent
     }
 
     /// Everything not yet taken, with the stream's trailer.
@@ -167,9 +192,13 @@ mod tests {
             let mut c = Compressor::new(kind);
             let mut file = Vec::new();
             for i in 0..200_000 {
-                c.write(line);
+                if i % 2 == 0 {
+                    c.write(line);
+                } else {
+                    c.write_with(|out| out.extend_from_slice(line));
+                }
                 if i % 50_000 == 0 {
-                    file.extend(c.take_ready());
+                    c.send_ready(|ready| file.extend_from_slice(ready));
                 }
             }
             file.extend(c.finish());

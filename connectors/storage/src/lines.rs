@@ -16,7 +16,7 @@ pub fn push_value(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         None => out.extend_from_slice(b"null"),
         Some(b) => match serde_json::from_slice::<serde::de::IgnoredAny>(b) {
-            Ok(_) if !b.contains(&b'\n') && !b.contains(&b'\r') => out.extend_from_slice(b),
+            Ok(_) if !has_line_break(b) => out.extend_from_slice(b),
             Ok(_) => match serde_json::from_slice::<Value>(b) {
                 Ok(v) => {
                     let _ = serde_json::to_writer(&mut *out, &v);
@@ -27,6 +27,23 @@ pub fn push_value(out: &mut Vec<u8>, value: Option<&[u8]>) {
         },
     }
     out.push(b'\n');
+}
+
+/// Whether `b` holds a `\n` or `\r`. Valid JSON has them only as
+/// whitespace between tokens, so most values have no control byte at all:
+/// one pass eight bytes at a time looks for any byte below 0x20, and only a
+/// value that has one is searched exactly (in wasm, `contains` goes four
+/// bytes at a time, and this ran twice per value).
+fn has_line_break(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+    let mut words = b.chunks_exact(8);
+    let control = words.by_ref().any(|w| {
+        w.try_into()
+            .map_or(true, |w| below_space(u64::from_le_bytes(w)))
+    }) || words.remainder().iter().any(|&c| c < 0x20);
+    control && b.iter().any(|&c| c == b'\n' || c == b'\r')
 }
 
 /// A value line back as record bytes (`None` for `null`).
@@ -125,6 +142,26 @@ pub fn split<'a>(data: &'a [u8], separator: &[u8]) -> Vec<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_breaks_are_found_anywhere_and_only_there() {
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| b' ' + (i % 90) as u8).collect();
+            assert!(!has_line_break(&plain), "{len}");
+            let mut tabbed = plain.clone();
+            tabbed.push(b'\t');
+            assert!(!has_line_break(&tabbed), "{len}");
+            for at in 0..len {
+                for brk in [b'\n', b'\r'] {
+                    let mut with = plain.clone();
+                    with[at] = brk;
+                    assert!(has_line_break(&with), "{len} {at}");
+                }
+            }
+        }
+        // Bytes at or above 0x80 (UTF-8) are not control bytes.
+        assert!(!has_line_break("héllo wörld, ünïcode".as_bytes()));
+    }
 
     #[test]
     fn values_keys_and_headers_come_back() {

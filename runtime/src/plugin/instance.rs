@@ -299,6 +299,14 @@ impl SinkInstance {
             .call(async |s| i.call_flush(s).await)
             .await?
             .map_err(plugin_err)?;
+        // An S3 upload the plugin completed may still be finishing: what
+        // this flush returns is committed, so it must be whole first.
+        self.g
+            .store
+            .data_mut()
+            .s3_settled()
+            .await
+            .map_err(plugin_err)?;
         let rejected = flushed.rejected;
         let records = from_batch(rejected.records)?;
         if records.len() != rejected.reasons.len() {

@@ -165,12 +165,21 @@ struct Upload {
     in_flight: VecDeque<JoinHandle<PartResult>>,
 }
 
+/// An upload completing in the background: its last parts and the
+/// completion request, while the plugin already encodes the next file.
+struct Completion {
+    key: String,
+    work: JoinHandle<Result<(), PluginError>>,
+}
+
 /// One task's client and its open multipart uploads.
 pub struct S3Client {
     grant: S3Grant,
     client: Option<Client>,
     next_handle: u64,
     uploads: HashMap<u64, Upload>,
+    /// At most one, so parts in memory stay bounded by two uploads' worth.
+    completing: Option<Completion>,
 }
 
 impl S3Client {
@@ -180,6 +189,7 @@ impl S3Client {
             client: None,
             next_handle: 0,
             uploads: HashMap::new(),
+            completing: None,
         }
     }
 
@@ -221,6 +231,29 @@ fn check_key(key: &str) -> Result<(), PluginError> {
 impl HostState {
     fn s3(&mut self) -> Result<&mut S3Client, PluginError> {
         self.s3.as_mut().ok_or_else(no_grant)
+    }
+
+    /// Waits for the upload completing in the background, if any. A failure
+    /// is fatal whatever its cause: the plugin has let go of that file, so
+    /// only a restart from the last committed offset writes it again.
+    pub(crate) async fn s3_settled(&mut self) -> Result<(), PluginError> {
+        let Some(c) = self.s3.as_mut().and_then(|s3| s3.completing.take()) else {
+            return Ok(());
+        };
+        let outcome = match self.timed(c.work).await {
+            Ok(r) => r,
+            Err(e) => Err(PluginError::Fatal(format!("the task was lost: {e}"))),
+        };
+        outcome.map_err(|e| {
+            let reason = match e {
+                PluginError::Retriable(m) | PluginError::Fatal(m) => m,
+            };
+            PluginError::Fatal(format!(
+                "completing the upload of {} failed ({reason}); the task restarts from the last \
+                 committed offset",
+                c.key
+            ))
+        })
     }
 
     /// Runs a host wait, keeping it out of the plugin's call deadline.
@@ -352,38 +385,48 @@ impl wit::Host for HostState {
         Ok(())
     }
 
+    /// Starts completing in the background and returns: the plugin goes on
+    /// with its next file while the last parts land. The host waits for it
+    /// before a sink's flush returns (so no offset past this file is
+    /// committed before the object is whole) and before the next completion.
     async fn upload_complete(&mut self, upload: u64) -> Result<(), PluginError> {
+        self.s3_settled().await?;
         let s3 = self.s3()?;
         let (client, bucket) = (s3.client()?, s3.grant.bucket.clone());
         let mut u = s3
             .uploads
             .remove(&upload)
             .ok_or_else(|| PluginError::Fatal(format!("no open upload {upload}")))?;
-        let work = async {
-            while let Some(h) = u.in_flight.pop_front() {
-                u.parts.push(joined(h).await?);
+        let key = u.key.clone();
+        let work = tokio::spawn(async move {
+            let done = async {
+                while let Some(h) = u.in_flight.pop_front() {
+                    u.parts.push(joined(h).await?);
+                }
+                client
+                    .complete_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&u.key)
+                    .upload_id(&u.id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(std::mem::take(&mut u.parts)))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| classify(&format!("complete upload of {}", u.key), e))?;
+                Ok(())
             }
-            client
-                .complete_multipart_upload()
-                .bucket(&bucket)
-                .key(&u.key)
-                .upload_id(&u.id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(std::mem::take(&mut u.parts)))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| classify(&format!("complete upload of {}", u.key), e))?;
-            Ok(())
-        };
-        let r = self.timed(work).await;
-        if r.is_err() {
-            // The plugin retries with a new upload; this one is dropped.
-            abort_quietly(&client, &bucket, &u.key, &u.id).await;
-        }
-        r
+            .await;
+            if done.is_err() {
+                // Nothing of it is visible; the replay writes it anew.
+                abort_quietly(&client, &bucket, &u.key, &u.id).await;
+            }
+            done
+        });
+        self.s3()?.completing = Some(Completion { key, work });
+        Ok(())
     }
 
     async fn upload_abort(&mut self, upload: u64) -> Result<(), PluginError> {

@@ -162,28 +162,62 @@ pub async fn run(
 type BatchOffsets = BTreeMap<String, (Value, Value)>;
 
 /// Batches handed downstream whose offsets wait for acknowledgement.
+#[derive(Default)]
 struct Pending {
     queue: VecDeque<(Arc<BatchAck>, BatchOffsets)>,
+    /// Offsets of batches already acknowledged, latest per partition: the
+    /// queue's done prefix is folded in here as it settles, so the queue
+    /// holds only batches still in flight (at batch size 1 it would
+    /// otherwise grow by thousands of entries between commits).
+    acked: BatchOffsets,
+    /// When the whole queue was last searched for a lost batch.
+    searched: Option<Instant>,
 }
 
 impl Pending {
-    /// Offsets of the acknowledged prefix, latest per partition.
-    fn take_acked(&mut self) -> Vec<(Value, Value)> {
-        let mut merged = BatchOffsets::new();
-        while self.queue.front().is_some_and(|(ack, _)| ack.is_done()) {
-            if let Some((_, offsets)) = self.queue.pop_front() {
-                merged.extend(offsets);
-            }
-        }
-        merged.into_values().collect()
+    fn push(&mut self, ack: Arc<BatchAck>, offsets: BatchOffsets) {
+        self.queue.push_back((ack, offsets));
+        self.fold_done();
     }
 
-    /// The reason a batch was lost downstream, if one was.
-    fn lost(&self) -> Option<String> {
+    fn fold_done(&mut self) {
+        while self.queue.front().is_some_and(|(ack, _)| ack.is_done()) {
+            if let Some((_, offsets)) = self.queue.pop_front() {
+                self.acked.extend(offsets);
+            }
+        }
+    }
+
+    /// Offsets of the acknowledged prefix, latest per partition.
+    fn take_acked(&mut self) -> Vec<(Value, Value)> {
+        self.fold_done();
+        std::mem::take(&mut self.acked).into_values().collect()
+    }
+
+    /// The reason a batch was lost downstream, if one was. A lost batch
+    /// stops the done prefix, so it is found at the front once the batches
+    /// before it settle; the whole queue is searched only a few times a
+    /// second, for a loss behind a batch that never settles.
+    fn lost(&mut self) -> Option<String> {
+        self.fold_done();
+        let search_all = self
+            .searched
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+        let candidates = if search_all {
+            self.searched = Some(Instant::now());
+            self.queue.len()
+        } else {
+            1
+        };
         self.queue
             .iter()
+            .take(candidates)
             .find(|(a, _)| a.is_lost())
             .map(|(a, _)| a.reason().unwrap_or_else(|| "lost downstream".into()))
+    }
+
+    fn in_flight(&self) -> bool {
+        self.queue.iter().any(|(a, _)| !a.is_done() && !a.is_lost())
     }
 }
 
@@ -330,9 +364,7 @@ async fn run_inner(
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, resumed_partitions = stored.len(), "source task running");
 
-    let mut pending = Pending {
-        queue: VecDeque::new(),
-    };
+    let mut pending = Pending::default();
     let mut last_commit = Instant::now();
     let mut writing: Option<OffsetWrite> = None;
     let mut retry = spec.errors.retry.start(Operation::Task);
@@ -423,7 +455,7 @@ async fn run_inner(
                 }
                 None => {
                     let ack = dest.publish(out).await?;
-                    pending.queue.push_back((ack, batch_offsets));
+                    pending.push(ack, batch_offsets);
                 }
             }
             counters.batch_latency.observe(polled.elapsed());
@@ -465,13 +497,7 @@ async fn run_inner(
 /// batch handed downstream to be acknowledged or lost.
 async fn settle(spec: &SourceTaskSpec, pending: &Pending, stop: Option<&watch::Receiver<bool>>) {
     let deadline = Instant::now() + spec.shutdown_timeout;
-    while pending
-        .queue
-        .iter()
-        .any(|(a, _)| !a.is_done() && !a.is_lost())
-        && Instant::now() < deadline
-        && !stop.is_some_and(|s| *s.borrow())
-    {
+    while pending.in_flight() && Instant::now() < deadline && !stop.is_some_and(|s| *s.borrow()) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

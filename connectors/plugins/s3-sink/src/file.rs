@@ -66,9 +66,8 @@ impl OpenFile {
     ) -> Result<()> {
         match s.format {
             Format::Json => {
-                let mut line = Vec::with_capacity(r.value.as_ref().map_or(5, Vec::len) + 1);
-                lines::push_value(&mut line, r.value.as_deref());
-                self.body.write(&line);
+                self.body
+                    .write_with(|out| lines::push_value(out, r.value.as_deref()));
             }
             Format::Bytes => {
                 self.body.write(r.value.as_deref().unwrap_or_default());
@@ -91,7 +90,6 @@ impl OpenFile {
         }
         self.records += 1;
         if self.body.ready() >= s.part_size {
-            let part = self.body.take_ready();
             let id = match self.upload {
                 Some(id) => id,
                 None => {
@@ -100,7 +98,9 @@ impl OpenFile {
                     id
                 }
             };
-            s3::upload_part(id, &part).map_err(|e| lost(&self.name, e))?;
+            self.body
+                .send_ready(|part| s3::upload_part(id, part))
+                .map_err(|e| lost(&self.name, e))?;
         }
         Ok(())
     }

@@ -62,7 +62,9 @@ impl PartitionWriter {
 
 pub struct S3Sink {
     s: Settings,
-    partitions: BTreeMap<(String, i32), PartitionWriter>,
+    /// Writers by topic, then Kafka partition: looked up by `&str`, so a
+    /// record's topic is not copied to find its writer.
+    partitions: BTreeMap<String, BTreeMap<i32, PartitionWriter>>,
     rejected: Vec<Rejected>,
 }
 
@@ -82,7 +84,7 @@ fn next_boundary(now: i64, interval: i64, s: &Settings) -> i64 {
 
 impl S3Sink {
     fn rotate_due(&mut self, now: i64) -> Result<()> {
-        for w in self.partitions.values_mut() {
+        for w in self.partitions.values_mut().flat_map(BTreeMap::values_mut) {
             if w.due(&self.s, now) {
                 w.commit(&self.s)?;
             }
@@ -110,7 +112,14 @@ impl S3Sink {
             partitions,
             rejected,
         } = self;
-        let w = partitions.entry((r.topic.clone(), p)).or_default();
+        if !partitions.contains_key(&r.topic) {
+            partitions.insert(r.topic.clone(), BTreeMap::new());
+        }
+        let w = partitions
+            .get_mut(&r.topic)
+            .ok_or_else(|| Error::Fatal("topic writers vanished".into()))?
+            .entry(p)
+            .or_default();
         if w.last.is_some_and(|l| o <= l) {
             return Ok(());
         }
@@ -276,28 +285,40 @@ impl Sink for S3Sink {
     fn holding(&self) -> Vec<Position> {
         self.partitions
             .iter()
-            .filter_map(|((topic, partition), w)| {
-                Some(Position {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    offset: w.start?,
+            .flat_map(|(topic, ws)| {
+                ws.iter().filter_map(|(partition, w)| {
+                    Some(Position {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: w.start?,
+                    })
                 })
             })
             .collect()
     }
 
     fn revoked(&mut self, partitions: Vec<(String, i32)>) {
-        for tp in partitions {
-            if let Some(w) = self.partitions.remove(&tp) {
+        for (topic, partition) in partitions {
+            let Some(ws) = self.partitions.get_mut(&topic) else {
+                continue;
+            };
+            if let Some(w) = ws.remove(&partition) {
                 for (_, f) in w.files {
                     f.discard();
                 }
+            }
+            if ws.is_empty() {
+                self.partitions.remove(&topic);
             }
         }
     }
 
     fn close(&mut self) {
-        let all: Vec<_> = self.partitions.keys().cloned().collect();
+        let all: Vec<_> = self
+            .partitions
+            .iter()
+            .flat_map(|(t, ws)| ws.keys().map(|p| (t.clone(), *p)))
+            .collect();
         self.revoked(all);
     }
 }
