@@ -160,21 +160,104 @@ pub fn encode(records: &[Record]) -> (u32, Vec<u8>) {
     w.finish()
 }
 
+/// One record read in place from an encoded batch: nothing is copied, so a
+/// host can check a batch, or read a field or two of each record, without
+/// an allocation per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub topic: &'a str,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The encoded headers (already checked), read by [`RecordView::headers`].
+    headers: (u16, &'a [u8]),
+    pub source: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> RecordView<'a> {
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let (n, data) = self.headers;
+        let mut r = Reader { data, pos: 0 };
+        // Checked when the view was made, so the walk cannot fail here.
+        (0..n).map_while(move |_| Some((r.str().ok()?, r.bytes().ok()?)))
+    }
+
+    pub fn to_record(&self) -> Record {
+        Record {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_vec()))
+                .collect(),
+            source: self.source.map(|(p, o)| (p.to_owned(), o.to_owned())),
+        }
+    }
+}
+
+/// Reads the records of a batch in place; an item is an error once the
+/// buffer stops being a valid batch (and the iterator ends after it).
+pub fn views(count: u32, data: &[u8]) -> Views<'_> {
+    Views {
+        reader: Reader { data, pos: 0 },
+        count: count as usize,
+        next: 0,
+        failed: false,
+    }
+}
+
+pub struct Views<'a> {
+    reader: Reader<'a>,
+    count: usize,
+    next: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for Views<'a> {
+    type Item = Result<RecordView<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.next > self.count {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        let item = if i == self.count {
+            // Past the last record: the buffer must be used up exactly.
+            if self.reader.pos == self.reader.data.len() {
+                return None;
+            }
+            Err(DecodeError {
+                record: i,
+                reason: "bytes left over after the last record",
+            })
+        } else {
+            self.reader
+                .view()
+                .map_err(|reason| DecodeError { record: i, reason })
+        };
+        self.failed = item.is_err();
+        Some(item)
+    }
+}
+
+/// Checks that `count` records use up the buffer exactly, without copying
+/// anything out of it.
+pub fn validate(count: u32, data: &[u8]) -> Result<(), DecodeError> {
+    views(count, data).try_for_each(|v| v.map(|_| ()))
+}
+
 /// Decodes a whole batch, checking that `count` records use up the buffer exactly.
 pub fn decode(count: u32, data: &[u8]) -> Result<Vec<Record>, DecodeError> {
     let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
-    let mut r = Reader { data, pos: 0 };
-    for i in 0..count as usize {
-        out.push(
-            r.record()
-                .map_err(|reason| DecodeError { record: i, reason })?,
-        );
-    }
-    if r.pos != data.len() {
-        return Err(DecodeError {
-            record: count as usize,
-            reason: "bytes left over after the last record",
-        });
+    for v in views(count, data) {
+        out.push(v?.to_record());
     }
     Ok(out)
 }
@@ -204,19 +287,16 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
-    fn string(&mut self) -> Result<String, &'static str> {
-        let b = self.bytes()?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| "string is not UTF-8")
+    fn str(&mut self) -> Result<&'a str, &'static str> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| "string is not UTF-8")
     }
 
-    fn record(&mut self) -> Result<Record, &'static str> {
+    fn view(&mut self) -> Result<RecordView<'a>, &'static str> {
         let [flags] = self.array::<1>()?;
         if flags & !KNOWN != 0 {
             return Err("unknown flag bits");
         }
-        let topic = self.string()?;
+        let topic = self.str()?;
         let partition = if flags & PARTITION != 0 {
             Some(i32::from_le_bytes(self.array()?))
         } else {
@@ -233,27 +313,28 @@ impl<'a> Reader<'a> {
             None
         };
         let key = if flags & KEY != 0 {
-            Some(self.bytes()?.to_vec())
+            Some(self.bytes()?)
         } else {
             None
         };
         let value = if flags & VALUE != 0 {
-            Some(self.bytes()?.to_vec())
+            Some(self.bytes()?)
         } else {
             None
         };
-        let n = u16::from_le_bytes(self.array()?) as usize;
-        let mut headers = Vec::with_capacity(n);
+        let n = u16::from_le_bytes(self.array()?);
+        let headers_at = self.pos;
         for _ in 0..n {
-            let k = self.string()?;
-            headers.push((k, self.bytes()?.to_vec()));
+            self.str()?;
+            self.bytes()?;
         }
+        let headers = (n, &self.data[headers_at..self.pos]);
         let source = if flags & SOURCE != 0 {
-            Some((self.string()?, self.string()?))
+            Some((self.str()?, self.str()?))
         } else {
             None
         };
-        Ok(Record {
+        Ok(RecordView {
             topic,
             partition,
             offset,
@@ -315,6 +396,23 @@ mod tests {
     fn rejects_invalid_utf8_topic() {
         let err = decode(1, &[0, 1, 0, 0, 0, 0xff, 0, 0]).unwrap_err();
         assert_eq!(err.reason, "string is not UTF-8");
+    }
+
+    #[test]
+    fn views_read_in_place_what_decode_copies() {
+        let records: Vec<Record> = (0..20).map(sample).collect();
+        let (n, buf) = encode(&records);
+        assert_eq!(validate(n, &buf), Ok(()));
+        let viewed: Vec<Record> = views(n, &buf).map(|v| v.unwrap().to_record()).collect();
+        assert_eq!(viewed, records);
+        let first = views(n, &buf).next().unwrap().unwrap();
+        assert_eq!(first.topic, "t0");
+        assert_eq!(first.source, Some(("{\"p\":0}", "{\"seq\":0}")));
+        let h: Vec<_> = first.headers().collect();
+        assert_eq!(h, vec![("h", &[1u8, 2][..]), ("g", &[][..])]);
+        let err = validate(n, &buf[..buf.len() - 3]).unwrap_err();
+        assert_eq!((err.record, err.reason), (19, "truncated"));
+        assert!(validate(n - 1, &buf).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wharf_records::Record;
 
+use super::batch::RecordBatch;
 use super::bindings::{sink, source, transform, types};
 use super::state::{HostState, PluginMetrics};
 
@@ -76,13 +77,12 @@ fn plugin_err(e: types::PluginError) -> CallError {
     }
 }
 
-fn to_batch(records: &[Record]) -> types::Batch {
-    let (count, data) = wharf_records::encode(records);
-    types::Batch { count, data }
+fn checked(b: types::Batch) -> Result<RecordBatch, CallError> {
+    RecordBatch::checked(b).map_err(|e| CallError::Malformed(e.to_string()))
 }
 
 fn from_batch(b: types::Batch) -> Result<Vec<Record>, CallError> {
-    wharf_records::decode(b.count, &b.data).map_err(|e| CallError::Malformed(e.to_string()))
+    Ok(checked(b)?.to_records())
 }
 
 /// Store plumbing shared by the three instance kinds.
@@ -194,13 +194,18 @@ impl SourceInstance {
     }
 
     pub async fn poll(&mut self, max: u32) -> Result<Vec<Record>, CallError> {
+        Ok(self.poll_batch(max).await?.to_records())
+    }
+
+    /// Polls, keeping the batch encoded (for a transform chain).
+    pub async fn poll_batch(&mut self, max: u32) -> Result<RecordBatch, CallError> {
         let i = self.b.wharf_connector_source_connector();
         let batch = self
             .g
             .call(async |s| i.call_poll(s, max).await)
             .await?
             .map_err(plugin_err)?;
-        from_batch(batch)
+        checked(batch)
     }
 
     pub async fn commit(&mut self, offsets: &[(String, String)]) -> Result<(), CallError> {
@@ -282,10 +287,13 @@ impl SinkInstance {
     }
 
     pub async fn put(&mut self, records: &[Record]) -> Result<(), CallError> {
+        self.put_batch(&RecordBatch::encode(records)).await
+    }
+
+    pub async fn put_batch(&mut self, batch: &RecordBatch) -> Result<(), CallError> {
         let i = self.b.wharf_connector_sink_connector();
-        let batch = to_batch(records);
         self.g
-            .call(async |s| i.call_put(s, &batch).await)
+            .call(async |s| i.call_put(s, batch.wit()).await)
             .await?
             .map_err(plugin_err)
     }
@@ -408,13 +416,19 @@ impl TransformInstance {
     }
 
     pub async fn apply(&mut self, records: &[Record]) -> Result<Vec<Record>, CallError> {
+        Ok(self
+            .apply_batch(&RecordBatch::encode(records))
+            .await?
+            .to_records())
+    }
+
+    pub async fn apply_batch(&mut self, batch: &RecordBatch) -> Result<RecordBatch, CallError> {
         let i = self.b.wharf_connector_record_transform();
-        let batch = to_batch(records);
         let out = self
             .g
-            .call(async |s| i.call_apply(s, &batch).await)
+            .call(async |s| i.call_apply(s, batch.wit()).await)
             .await?
             .map_err(plugin_err)?;
-        from_batch(out)
+        checked(out)
     }
 }

@@ -3,6 +3,7 @@
 //! one `Store` per task. Every call into a plugin is bounded in time (epoch
 //! interruption) and memory (store limiter); a trap fails that task only.
 
+mod batch;
 pub mod bindings;
 mod cache;
 pub mod elasticsearch;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
+pub use batch::RecordBatch;
 pub use bindings::types::{ConfigKey, ConfigType, Importance, PluginInfo, PluginKind, Validator};
 pub use instance::{
     CallError, Flushed, Rejection, SinkInstance, SourceInstance, TransformInstance,

@@ -11,7 +11,7 @@ use wharf_records::Record;
 
 use crate::config::{ConfigError, ConnectorConfig};
 use crate::kafka::{KafkaHub, SourceProducer, TopicCreation};
-use crate::plugin::{CallError, TaskId};
+use crate::plugin::{CallError, RecordBatch, TaskId};
 
 use super::ack::BatchAck;
 use super::retry::{Operation, RetryPolicy};
@@ -251,16 +251,16 @@ impl Reporter {
 /// are reported, the rest passed on.
 pub async fn transform(
     chain: &mut super::transforms::Chain,
-    records: Vec<Record>,
+    batch: RecordBatch,
     reporter: &mut Reporter,
     id: &TaskId,
     counters: &TaskCounters,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Record>, String> {
+) -> Result<RecordBatch, String> {
     if chain.is_empty() {
-        return Ok(records);
+        return Ok(batch);
     }
-    let failure = match apply_with_retry(chain, &records, reporter.policy.retry, shutdown).await {
+    let failure = match apply_with_retry(chain, &batch, reporter.policy.retry, shutdown).await {
         Ok(out) => return Ok(out),
         Err(failure) => failure,
     };
@@ -268,11 +268,11 @@ pub async fn transform(
         let (alias, e) = failure;
         return Err(format!("transform '{alias}' {e}"));
     }
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let one = std::slice::from_ref(&r);
-        match apply_with_retry(chain, one, reporter.policy.retry, shutdown).await {
-            Ok(more) => out.extend(more),
+    let mut out = Vec::with_capacity(batch.len());
+    for r in batch.to_records() {
+        let one = RecordBatch::encode(std::slice::from_ref(&r));
+        match apply_with_retry(chain, &one, reporter.policy.retry, shutdown).await {
+            Ok(more) => out.extend(more.to_records()),
             Err((alias, e)) => {
                 let m = match e {
                     CallError::Fatal(m) | CallError::Retriable(m) => m,
@@ -285,19 +285,19 @@ pub async fn transform(
             }
         }
     }
-    Ok(out)
+    Ok(RecordBatch::encode(&out))
 }
 
 /// Applies the chain, retrying retriable failures as `errors.retry.*` allow.
 async fn apply_with_retry(
     chain: &mut super::transforms::Chain,
-    records: &[Record],
+    batch: &RecordBatch,
     policy: RetryPolicy,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Record>, (String, CallError)> {
+) -> Result<RecordBatch, (String, CallError)> {
     let mut retry = policy.start(Operation::Record);
     loop {
-        match chain.apply(records.to_vec()).await {
+        match chain.apply(batch).await {
             Ok(out) => return Ok(out),
             Err((alias, e)) => {
                 if !retry.again(&e, shutdown).await {

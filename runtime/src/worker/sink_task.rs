@@ -11,7 +11,7 @@ use wharf_records::Record;
 
 use crate::config::ConnectorConfig;
 use crate::kafka::{ConsumerEvent, KafkaHub, SinkConsumer};
-use crate::plugin::{CallError, Limits, Plugin, SinkInstance, TaskId};
+use crate::plugin::{CallError, Limits, Plugin, RecordBatch, SinkInstance, TaskId};
 
 use super::bus::Delivery;
 use super::converters::{convert, Converters, Direction};
@@ -73,14 +73,14 @@ pub async fn run(
 
 async fn put_with_retry(
     inst: &mut SinkInstance,
-    records: &[Record],
+    records: &RecordBatch,
     id: &TaskId,
     policy: RetryPolicy,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), CallError> {
     let mut retry = policy.start(Operation::Task);
     loop {
-        match inst.put(records).await {
+        match inst.put_batch(records).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 if !retry.again(&e, shutdown).await {
@@ -174,7 +174,7 @@ impl Task<'_> {
         .await?;
         let records = errors::transform(
             &mut self.chain,
-            records,
+            RecordBatch::encode(&records),
             &mut self.reporter,
             &self.spec.id,
             self.counters,
@@ -187,7 +187,7 @@ impl Task<'_> {
                 Ok(()) => {}
                 Err(CallError::Fatal(m)) if self.spec.errors.tolerate_all => {
                     tracing::debug!("put refused a batch ({m}); retrying record by record");
-                    self.put_one_by_one(&records, shutdown).await?;
+                    self.put_one_by_one(&records.to_records(), shutdown).await?;
                 }
                 Err(e) => return Err(format!("put: {e}")),
             }
@@ -206,7 +206,7 @@ impl Task<'_> {
         for r in records {
             match put_with_retry(
                 &mut self.inst,
-                std::slice::from_ref(r),
+                &RecordBatch::encode(std::slice::from_ref(r)),
                 &self.spec.id,
                 self.spec.errors.retry,
                 shutdown,

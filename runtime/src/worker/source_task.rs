@@ -13,7 +13,7 @@ use wharf_records::Record;
 use crate::config::ConnectorConfig;
 use crate::kafka::{KafkaHub, SourceProducer, TopicCreation, TransactionalProducer};
 use crate::offsets::{canonical, offset_key, OffsetStore};
-use crate::plugin::{CallError, Limits, Plugin, SourceInstance, TaskId};
+use crate::plugin::{CallError, Limits, Plugin, RecordBatch, SourceInstance, TaskId};
 
 use super::ack::BatchAck;
 use super::bus::Bus;
@@ -221,14 +221,15 @@ impl Pending {
     }
 }
 
-fn batch_offsets(records: &[Record]) -> Result<BatchOffsets, Failure> {
+fn batch_offsets(records: &RecordBatch) -> Result<BatchOffsets, Failure> {
     let mut out = BTreeMap::new();
     // Only the last offset of each source partition is kept, so only that one
     // is parsed: a CDC batch carries a distinct offset on every record.
     let mut seen = std::collections::HashSet::new();
-    for r in records.iter().rev() {
-        if let Some((p, o)) = &r.source {
-            if !seen.insert(p.as_str()) {
+    let views: Vec<_> = records.views().collect();
+    for r in views.iter().rev() {
+        if let Some((p, o)) = r.source {
+            if !seen.insert(p) {
                 continue;
             }
             let p = canonical(p)
@@ -394,7 +395,7 @@ async fn run_inner(
             continue;
         }
         let polled = Instant::now();
-        let records = match inst.poll(spec.batch_max).await {
+        let records = match inst.poll_batch(spec.batch_max).await {
             Ok(r) => {
                 retry = spec.errors.retry.start(Operation::Task);
                 r
@@ -422,7 +423,7 @@ async fn run_inner(
                 .await
                 .map_err(Failure)?;
             let out = convert(
-                out,
+                out.to_records(),
                 spec.converters,
                 Direction::ToKafka,
                 &mut reporter,

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use wharf_records::Record;
-
 use crate::config::ConnectorConfig;
-use crate::plugin::{CallError, Limits, Plugin, PluginHost, PluginKind, TaskId, TransformInstance};
+use crate::plugin::{
+    CallError, Limits, Plugin, PluginHost, PluginKind, RecordBatch, TaskId, TransformInstance,
+};
 
 use super::WorkerError;
 
@@ -113,20 +113,22 @@ impl Chain {
         self.stages.is_empty()
     }
 
-    /// Runs the records through every stage; an error names the stage.
-    pub async fn apply(
-        &mut self,
-        mut records: Vec<Record>,
-    ) -> Result<Vec<Record>, (String, CallError)> {
+    /// Runs a batch through every stage, encoded from one to the next; an
+    /// error names the stage.
+    pub async fn apply(&mut self, batch: &RecordBatch) -> Result<RecordBatch, (String, CallError)> {
+        let mut out: Option<RecordBatch> = None;
         for (alias, stage) in &mut self.stages {
-            if records.is_empty() {
+            let input = out.as_ref().unwrap_or(batch);
+            if input.is_empty() {
                 break;
             }
-            records = stage
-                .apply(&records)
-                .await
-                .map_err(|e| (alias.clone(), e))?;
+            out = Some(
+                stage
+                    .apply_batch(input)
+                    .await
+                    .map_err(|e| (alias.clone(), e))?,
+            );
         }
-        Ok(records)
+        Ok(out.unwrap_or_else(|| batch.clone()))
     }
 }
