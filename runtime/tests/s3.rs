@@ -518,3 +518,83 @@ fn topic_to_s3_and_back_to_a_new_topic_record_for_record() {
         "same partition, offset, key, value, timestamp and headers"
     );
 }
+
+/// An upload completes in the background while the plugin goes on; when the
+/// completion fails, waiting for it (as a sink's flush does before its
+/// offsets are committed) fails with the reason and nothing is visible. Here
+/// the upload is aborted behind the host's back between its part and its
+/// completion, the host capability driven directly.
+#[test]
+fn a_failed_background_completion_fails_the_wait_and_shows_nothing() {
+    use std::sync::Arc;
+    use wharf::plugin::bindings::s3::Host;
+    use wharf::plugin::bindings::types::PluginError;
+    use wharf::plugin::s3::S3Grant;
+    use wharf::plugin::{HostState, Limits, PluginMetrics, TaskId};
+
+    let bucket = format!("wharf-complete-{}", std::process::id());
+    let s3 = S3::new(&bucket);
+    let (access, secret) = credentials();
+    let config: BTreeMap<&str, String> = BTreeMap::from([
+        ("s3.bucket.name", bucket.clone()),
+        ("store.url", endpoint()),
+        ("aws.access.key.id", access),
+        ("aws.secret.access.key", secret),
+    ]);
+    let grant = S3Grant::from_config(|k| config.get(k).cloned())
+        .expect("grant")
+        .expect("a bucket is named");
+    let limits = Limits {
+        s3: Some(Arc::new(grant)),
+        ..Limits::default()
+    };
+    let id = TaskId {
+        connector: "complete".into(),
+        task: 0,
+    };
+    let mut host = HostState::new(id, &limits, Arc::new(PluginMetrics::default())).expect("host");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+
+    // A completion that succeeds: visible once waited for.
+    rt.block_on(async {
+        let up = host.upload_start("ok/a.json".into()).await.expect("start");
+        host.upload_part(up, b"{\"a\":1}\n".to_vec())
+            .await
+            .expect("part");
+        host.upload_complete(up).await.expect("complete");
+        host.s3_settled().await.expect("settled");
+    });
+    assert_eq!(s3.get("ok/a.json"), b"{\"a\":1}\n");
+
+    let up = rt.block_on(async {
+        let up = host
+            .upload_start("lost/b.json".into())
+            .await
+            .expect("start");
+        host.upload_part(up, vec![b'x'; 1 << 20])
+            .await
+            .expect("part");
+        up
+    });
+    assert_eq!(s3.abort_uploads(), 1, "one upload open");
+    let err = rt.block_on(async {
+        // Returns at once: the completion runs in the background.
+        host.upload_complete(up).await.expect("complete starts");
+        host.s3_settled().await.expect_err("the completion failed")
+    });
+    let PluginError::Fatal(reason) = err else {
+        panic!("a failed completion must be fatal, got {err:?}");
+    };
+    assert!(
+        reason.contains("completing the upload of lost/b.json failed"),
+        "{reason}"
+    );
+    assert!(
+        !s3.keys().iter().any(|k| k.starts_with("lost/")),
+        "{:?}",
+        s3.keys()
+    );
+    assert!(s3.uploads().is_empty(), "{:?}", s3.uploads());
+    // Waiting again finds nothing left to wait for.
+    rt.block_on(host.s3_settled()).expect("nothing pending");
+}

@@ -236,7 +236,7 @@ impl HostState {
     /// Waits for the upload completing in the background, if any. A failure
     /// is fatal whatever its cause: the plugin has let go of that file, so
     /// only a restart from the last committed offset writes it again.
-    pub(crate) async fn s3_settled(&mut self) -> Result<(), PluginError> {
+    pub async fn s3_settled(&mut self) -> Result<(), PluginError> {
         let Some(c) = self.s3.as_mut().and_then(|s3| s3.completing.take()) else {
             return Ok(());
         };

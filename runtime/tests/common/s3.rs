@@ -117,6 +117,30 @@ impl S3 {
         })
     }
 
+    /// Aborts every open multipart upload behind the writer's back.
+    pub fn abort_uploads(&self) -> usize {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .expect("list uploads");
+            for u in out.uploads() {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(u.key().unwrap_or_default())
+                    .upload_id(u.upload_id().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("abort upload");
+            }
+            out.uploads().len()
+        })
+    }
+
     /// Waits until the bucket holds `n` keys ending in `suffix`.
     pub fn wait_for_keys(&self, suffix: &str, n: usize, limit: Duration) -> Vec<String> {
         let start = Instant::now();
