@@ -242,7 +242,9 @@ impl HostState {
         };
         let outcome = match self.timed(c.work).await {
             Ok(r) => r,
-            Err(e) => Err(PluginError::Fatal(format!("the task was lost: {e}"))),
+            Err(e) => Err(PluginError::Fatal(format!(
+                "its background task ended: {e}"
+            ))),
         };
         outcome.map_err(|e| {
             let reason = match e {
