@@ -42,17 +42,29 @@ fn measure_for() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// Records per second through the natively compiled plugin crates.
-fn native(batch: u32) -> anyhow::Result<f64> {
+type NativePlugins = (
+    wharf_datagen::Datagen,
+    wharf_identity::Identity,
+    wharf_discard::Discard,
+);
+
+/// The three plugin crates compiled natively, opened as the wasm ones are.
+fn native_plugins() -> anyhow::Result<NativePlugins> {
     let spec = <wharf_datagen::Datagen as Plugin>::config_spec();
     let config = Config::from_pairs(datagen_config()).with_defaults(&spec);
-    let mut source = wharf_datagen::Datagen::open(&config, Vec::new())
+    let source = wharf_datagen::Datagen::open(&config, Vec::new())
         .map_err(|e| anyhow::anyhow!("datagen open: {e}"))?;
     let empty = Config::from_pairs(Vec::new());
-    let mut transform = wharf_identity::Identity::open(&empty)
+    let transform = wharf_identity::Identity::open(&empty)
         .map_err(|e| anyhow::anyhow!("identity open: {e}"))?;
-    let mut sink =
+    let sink =
         wharf_discard::Discard::open(&empty).map_err(|e| anyhow::anyhow!("discard open: {e}"))?;
+    Ok((source, transform, sink))
+}
+
+/// Records per second through the natively compiled plugin crates.
+fn native(batch: u32) -> anyhow::Result<f64> {
+    let (mut source, mut transform, mut sink) = native_plugins()?;
     let (deadline, start) = (measure_for(), Instant::now());
     let mut n = 0u64;
     while start.elapsed() < deadline {
@@ -146,15 +158,7 @@ async fn stages(host: &PluginHost) -> anyhow::Result<(f64, f64, f64)> {
 /// Each natively compiled stage alone at batch 1000, records per second:
 /// the baseline for the wasm stages (the same plugin code).
 fn native_stages() -> anyhow::Result<(f64, f64, f64)> {
-    let spec = <wharf_datagen::Datagen as Plugin>::config_spec();
-    let config = Config::from_pairs(datagen_config()).with_defaults(&spec);
-    let mut source = wharf_datagen::Datagen::open(&config, Vec::new())
-        .map_err(|e| anyhow::anyhow!("datagen open: {e}"))?;
-    let empty = Config::from_pairs(Vec::new());
-    let mut transform = wharf_identity::Identity::open(&empty)
-        .map_err(|e| anyhow::anyhow!("identity open: {e}"))?;
-    let mut sink =
-        wharf_discard::Discard::open(&empty).map_err(|e| anyhow::anyhow!("discard open: {e}"))?;
+    let (mut source, mut transform, mut sink) = native_plugins()?;
     let poll = |source: &mut wharf_datagen::Datagen| -> anyhow::Result<Vec<wharf_sdk::Record>> {
         let mut out = Vec::with_capacity(1000);
         source

@@ -102,6 +102,14 @@ impl S3 {
 
     /// Keys of multipart uploads begun and neither completed nor aborted.
     pub fn uploads(&self) -> Vec<String> {
+        self.open_uploads()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// (key, upload id) of every open multipart upload.
+    fn open_uploads(&self) -> Vec<(String, String)> {
         self.rt.block_on(async {
             let out = self
                 .client
@@ -112,33 +120,27 @@ impl S3 {
                 .expect("list uploads");
             out.uploads()
                 .iter()
-                .filter_map(|u| u.key().map(str::to_string))
+                .filter_map(|u| Some((u.key()?.to_string(), u.upload_id()?.to_string())))
                 .collect()
         })
     }
 
     /// Aborts every open multipart upload behind the writer's back.
     pub fn abort_uploads(&self) -> usize {
+        let open = self.open_uploads();
         self.rt.block_on(async {
-            let out = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .send()
-                .await
-                .expect("list uploads");
-            for u in out.uploads() {
+            for (key, id) in &open {
                 self.client
                     .abort_multipart_upload()
                     .bucket(&self.bucket)
-                    .key(u.key().unwrap_or_default())
-                    .upload_id(u.upload_id().unwrap_or_default())
+                    .key(key)
+                    .upload_id(id)
                     .send()
                     .await
                     .expect("abort upload");
             }
-            out.uploads().len()
-        })
+        });
+        open.len()
     }
 
     /// Waits until the bucket holds `n` keys ending in `suffix`.
