@@ -3,7 +3,8 @@
 //! never disagree on the layout. A batch is one buffer: crossing the wasm
 //! boundary costs one copy, not one allocation per field.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block, in `Reader::str`, skips re-checking ASCII strings.
+#![deny(unsafe_code)]
 
 use std::fmt;
 
@@ -102,38 +103,66 @@ impl BatchWriter {
     }
 
     pub fn push(&mut self, r: &Record) {
-        let mut flags = 0;
-        flags |= if r.key.is_some() { KEY } else { 0 };
-        flags |= if r.value.is_some() { VALUE } else { 0 };
-        flags |= if r.partition.is_some() { PARTITION } else { 0 };
-        flags |= if r.offset.is_some() { OFFSET } else { 0 };
-        flags |= if r.timestamp.is_some() { TIMESTAMP } else { 0 };
-        flags |= if r.source.is_some() { SOURCE } else { 0 };
+        let view = RecordView {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            encoded_headers: EncodedHeaders::default(),
+            source: r.source.as_ref().map(|(p, o)| (p.as_str(), o.as_str())),
+        };
         self.buf.reserve(r.encoded_len());
+        self.push_with(&view, |w| {
+            let n = u16::try_from(r.headers.len()).unwrap_or(u16::MAX);
+            w.buf.extend_from_slice(&n.to_le_bytes());
+            for (k, v) in r.headers.iter().take(n as usize) {
+                w.bytes(k.as_bytes());
+                w.bytes(v);
+            }
+        });
+    }
+
+    /// Appends a record read from another batch, or made from borrowed
+    /// fields with [`RecordView::new`]: no owned [`Record`] is built.
+    pub fn push_view(&mut self, v: &RecordView<'_>) {
+        self.buf.reserve(v.encoded_len());
+        self.push_with(v, |w| {
+            let h = v.encoded_headers;
+            w.buf.extend_from_slice(&h.count.to_le_bytes());
+            w.buf.extend_from_slice(h.data);
+        });
+    }
+
+    /// Writes every field of `v` but its headers, which `headers` writes.
+    fn push_with(&mut self, v: &RecordView<'_>, headers: impl FnOnce(&mut Self)) {
+        let mut flags = 0;
+        flags |= if v.key.is_some() { KEY } else { 0 };
+        flags |= if v.value.is_some() { VALUE } else { 0 };
+        flags |= if v.partition.is_some() { PARTITION } else { 0 };
+        flags |= if v.offset.is_some() { OFFSET } else { 0 };
+        flags |= if v.timestamp.is_some() { TIMESTAMP } else { 0 };
+        flags |= if v.source.is_some() { SOURCE } else { 0 };
         self.buf.push(flags);
-        self.bytes(r.topic.as_bytes());
-        if let Some(p) = r.partition {
+        self.bytes(v.topic.as_bytes());
+        if let Some(p) = v.partition {
             self.buf.extend_from_slice(&p.to_le_bytes());
         }
-        if let Some(o) = r.offset {
+        if let Some(o) = v.offset {
             self.buf.extend_from_slice(&o.to_le_bytes());
         }
-        if let Some(t) = r.timestamp {
+        if let Some(t) = v.timestamp {
             self.buf.extend_from_slice(&t.to_le_bytes());
         }
-        if let Some(k) = &r.key {
+        if let Some(k) = v.key {
             self.bytes(k);
         }
-        if let Some(v) = &r.value {
-            self.bytes(v);
+        if let Some(val) = v.value {
+            self.bytes(val);
         }
-        let n = u16::try_from(r.headers.len()).unwrap_or(u16::MAX);
-        self.buf.extend_from_slice(&n.to_le_bytes());
-        for (k, v) in r.headers.iter().take(n as usize) {
-            self.bytes(k.as_bytes());
-            self.bytes(v);
-        }
-        if let Some((p, o)) = &r.source {
+        headers(self);
+        if let Some((p, o)) = v.source {
             self.bytes(p.as_bytes());
             self.bytes(o.as_bytes());
         }
@@ -171,14 +200,57 @@ pub struct RecordView<'a> {
     pub timestamp: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    /// The encoded headers (already checked), read by [`RecordView::headers`].
-    headers: (u16, &'a [u8]),
+    /// The headers as encoded in the batch, read by [`RecordView::headers`].
+    pub encoded_headers: EncodedHeaders<'a>,
     pub source: Option<(&'a str, &'a str)>,
 }
 
+/// A record's headers as they are encoded in a batch: checked when the
+/// record was read, and copied as they are into another batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EncodedHeaders<'a> {
+    count: u16,
+    data: &'a [u8],
+}
+
 impl<'a> RecordView<'a> {
+    /// A record with only a topic, to fill from borrowed fields:
+    /// `RecordView { value: Some(bytes), ..RecordView::new(topic) }`.
+    pub fn new(topic: &'a str) -> Self {
+        RecordView {
+            topic,
+            partition: None,
+            offset: None,
+            timestamp: None,
+            key: None,
+            value: None,
+            encoded_headers: EncodedHeaders::default(),
+            source: None,
+        }
+    }
+
+    /// Whether the record has headers (read them with [`RecordView::headers`]).
+    pub fn has_headers(&self) -> bool {
+        self.encoded_headers.count > 0
+    }
+
+    /// The encoded size of this record, to pre-size buffers.
+    pub fn encoded_len(&self) -> usize {
+        let opt = |b: Option<&[u8]>| b.map_or(0, |v| 4 + v.len());
+        1 + 4
+            + self.topic.len()
+            + self.partition.map_or(0, |_| 4)
+            + self.offset.map_or(0, |_| 8)
+            + self.timestamp.map_or(0, |_| 8)
+            + opt(self.key)
+            + opt(self.value)
+            + 2
+            + self.encoded_headers.data.len()
+            + self.source.map_or(0, |(p, o)| 8 + p.len() + o.len())
+    }
+
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        let (n, data) = self.headers;
+        let EncodedHeaders { count: n, data } = self.encoded_headers;
         let mut r = Reader { data, pos: 0 };
         // Checked when the view was made, so the walk cannot fail here.
         (0..n).map_while(move |_| Some((r.str().ok()?, r.bytes().ok()?)))
@@ -287,8 +359,18 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
+    #[allow(unsafe_code)]
     fn str(&mut self) -> Result<&'a str, &'static str> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| "string is not UTF-8")
+        let b = self.bytes()?;
+        // Topics and source offsets are short ASCII strings; `is_ascii` is
+        // inlined and word-wide, where `from_utf8` is a call that walks
+        // short input a byte at a time. A host checks every string of
+        // every batch a plugin returns, so this is on the hot path.
+        if b.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+        }
+        std::str::from_utf8(b).map_err(|_| "string is not UTF-8")
     }
 
     fn view(&mut self) -> Result<RecordView<'a>, &'static str> {
@@ -328,7 +410,10 @@ impl<'a> Reader<'a> {
             self.str()?;
             self.bytes()?;
         }
-        let headers = (n, &self.data[headers_at..self.pos]);
+        let encoded_headers = EncodedHeaders {
+            count: n,
+            data: &self.data[headers_at..self.pos],
+        };
         let source = if flags & SOURCE != 0 {
             Some((self.str()?, self.str()?))
         } else {
@@ -341,7 +426,7 @@ impl<'a> Reader<'a> {
             timestamp,
             key,
             value,
-            headers,
+            encoded_headers,
             source,
         })
     }
@@ -393,6 +478,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_non_ascii_strings() {
+        let r = Record {
+            topic: "tópico".into(),
+            headers: vec![("clé".into(), vec![])],
+            source: Some(("{\"p\":\"ü\"}".into(), "{}".into())),
+            ..Record::default()
+        };
+        let (n, buf) = encode(std::slice::from_ref(&r));
+        assert_eq!(decode(n, &buf).unwrap(), vec![r]);
+    }
+
+    #[test]
     fn rejects_invalid_utf8_topic() {
         let err = decode(1, &[0, 1, 0, 0, 0, 0xff, 0, 0]).unwrap_err();
         assert_eq!(err.reason, "string is not UTF-8");
@@ -413,6 +510,30 @@ mod tests {
         let err = validate(n, &buf[..buf.len() - 3]).unwrap_err();
         assert_eq!((err.record, err.reason), (19, "truncated"));
         assert!(validate(n - 1, &buf).is_err());
+    }
+
+    #[test]
+    fn views_copy_into_another_batch_unchanged() {
+        let records: Vec<Record> = (0..20).map(sample).collect();
+        let (n, buf) = encode(&records);
+        let mut w = BatchWriter::default();
+        for v in views(n, &buf) {
+            let v = v.unwrap();
+            assert_eq!(v.encoded_len(), v.to_record().encoded_len());
+            w.push_view(&v);
+        }
+        assert_eq!(w.finish(), (n, buf));
+        let mut w = BatchWriter::default();
+        w.push_view(&RecordView {
+            value: Some(b"v"),
+            source: Some(("{}", "{}")),
+            ..RecordView::new("made")
+        });
+        let (n, buf) = w.finish();
+        let made = &decode(n, &buf).unwrap()[0];
+        assert_eq!(made.topic, "made");
+        assert_eq!(made.value.as_deref(), Some(&b"v"[..]));
+        assert!(made.headers.is_empty() && made.key.is_none());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! instance runs one task, so a single slot holds it.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::bindings::sink::exports::wharf::connector::sink_connector as sc;
 use crate::bindings::source::wharf::connector::types as t;
@@ -11,6 +11,9 @@ use crate::{Config, ConfigType, Error, Importance, Plugin, Sink, Source, Transfo
 
 thread_local! {
     static TASK: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    /// The size of the last poll's batch: the next one starts that big
+    /// instead of regrowing (its buffer leaves with the call).
+    static LAST_POLL_BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
 fn with_task<T: 'static, R>(
@@ -105,9 +108,9 @@ fn batch_of(records: &[crate::Record]) -> t::Batch {
     t::Batch { count, data }
 }
 
-fn records_of(batch: t::Batch) -> Result<Vec<crate::Record>, t::PluginError> {
-    wharf_records::decode(batch.count, &batch.data)
-        .map_err(|e| t::PluginError::Fatal(e.to_string()))
+fn wit_batch(batch: crate::Batch) -> t::Batch {
+    let (count, data) = batch.into_parts();
+    t::Batch { count, data }
 }
 
 pub fn source_task_configs<S: Source>(
@@ -128,9 +131,10 @@ pub fn source_open<S: Source>(
 
 pub fn source_poll<S: Source>(max: u32) -> Result<t::Batch, t::PluginError> {
     with_task::<S, _>(|s| {
-        let mut out = Vec::with_capacity(max.min(4096) as usize);
-        s.poll(max, &mut out)?;
-        Ok(batch_of(&out))
+        let mut out = crate::BatchWriter::with_capacity(LAST_POLL_BYTES.get());
+        s.poll_batch(max, &mut out)?;
+        LAST_POLL_BYTES.set(out.byte_len());
+        Ok(wit_batch(crate::Batch::from_writer(out)))
     })
 }
 
@@ -164,8 +168,7 @@ pub fn sink_open<S: Sink>(config: t::Config) -> Result<(), t::PluginError> {
 }
 
 pub fn sink_put<S: Sink>(batch: t::Batch) -> Result<(), t::PluginError> {
-    let records = records_of(batch)?;
-    with_task::<S, _>(|s| s.put(records))
+    with_task::<S, _>(|s| s.put_batch(crate::Batch::from_parts(batch.count, batch.data)))
 }
 
 pub fn sink_flush<S: Sink>() -> Result<sc::Flushed, t::PluginError> {
@@ -210,6 +213,8 @@ pub fn transform_open<T: Transform>(config: t::Config) -> Result<(), t::PluginEr
 }
 
 pub fn transform_apply<T: Transform>(batch: t::Batch) -> Result<t::Batch, t::PluginError> {
-    let records = records_of(batch)?;
-    with_task::<T, _>(|x| x.apply(records).map(|out| batch_of(&out)))
+    with_task::<T, _>(|x| {
+        x.apply_batch(crate::Batch::from_parts(batch.count, batch.data))
+            .map(wit_batch)
+    })
 }

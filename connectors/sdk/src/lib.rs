@@ -31,7 +31,60 @@ pub mod s3;
 pub use config::{
     validate_against, Config, ConfigError, ConfigKey, ConfigType, Importance, Validator,
 };
-pub use wharf_records::Record;
+pub use wharf_records::{BatchWriter, Record, RecordView};
+
+/// A batch of records as it crosses the boundary: one buffer in the frame
+/// encoding of `wit/wharf.wit`. A plugin that reads a field or two of each
+/// record, or passes records on as they are, reads it in place with
+/// [`Batch::views`] instead of decoding owned [`Record`]s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    count: u32,
+    data: Vec<u8>,
+}
+
+impl Batch {
+    /// A batch as the host sent it; checked as it is read.
+    pub fn from_parts(count: u32, data: Vec<u8>) -> Self {
+        Batch { count, data }
+    }
+
+    pub fn from_records(records: &[Record]) -> Self {
+        let (count, data) = wharf_records::encode(records);
+        Batch { count, data }
+    }
+
+    pub fn from_writer(writer: BatchWriter) -> Self {
+        let (count, data) = writer.finish();
+        Batch { count, data }
+    }
+
+    pub fn into_parts(self) -> (u32, Vec<u8>) {
+        (self.count, self.data)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records, read in place; a malformed batch is a fatal error.
+    pub fn views(&self) -> impl Iterator<Item = Result<RecordView<'_>>> {
+        wharf_records::views(self.count, &self.data).map(|v| v.map_err(malformed))
+    }
+
+    /// The records, decoded into owned values.
+    pub fn records(&self) -> Result<Vec<Record>> {
+        wharf_records::decode(self.count, &self.data).map_err(malformed)
+    }
+}
+
+fn malformed(e: wharf_records::DecodeError) -> Error {
+    Error::Fatal(e.to_string())
+}
 
 /// Generated bindings, one module per world. The `types` and `host`
 /// interfaces are generated once and shared, so all worlds use one set of types.
@@ -143,6 +196,16 @@ pub trait Source: Plugin + Sized + 'static {
     fn open(config: &Config, offsets: Vec<(String, String)>) -> Result<Self>;
     /// Appends up to `max` records to `out`; none means nothing is ready.
     fn poll(&mut self, max: u32, out: &mut Vec<Record>) -> Result<()>;
+    /// What the host calls: `poll`, with the records encoded straight into
+    /// the batch that crosses the boundary. Override it to write records
+    /// from borrowed fields ([`BatchWriter::push_view`]) with no owned
+    /// [`Record`] in between.
+    fn poll_batch(&mut self, max: u32, out: &mut BatchWriter) -> Result<()> {
+        let mut records = Vec::with_capacity(max.min(4096) as usize);
+        self.poll(max, &mut records)?;
+        records.iter().for_each(|r| out.push(r));
+        Ok(())
+    }
     /// Everything up to these offsets is durable downstream.
     fn commit(&mut self, offsets: Vec<(String, String)>) -> Result<()> {
         let _ = offsets;
@@ -159,6 +222,11 @@ pub trait Sink: Plugin + Sized + 'static {
     }
     fn open(config: &Config) -> Result<Self>;
     fn put(&mut self, records: Vec<Record>) -> Result<()>;
+    /// What the host calls: `put` on the decoded batch. Override it to read
+    /// the records in place ([`Batch::views`]).
+    fn put_batch(&mut self, batch: Batch) -> Result<()> {
+        self.put(batch.records()?)
+    }
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
@@ -203,6 +271,12 @@ pub struct Rejected {
 pub trait Transform: Plugin + Sized + 'static {
     fn open(config: &Config) -> Result<Self>;
     fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>>;
+    /// What the host calls: `apply` on the decoded batch, encoded again.
+    /// Override it to read records in place and write the ones passed on
+    /// with [`BatchWriter::push_view`].
+    fn apply_batch(&mut self, batch: Batch) -> Result<Batch> {
+        Ok(Batch::from_records(&self.apply(batch.records()?)?))
+    }
 }
 
 /// Logs through the worker, tagged with the connector and task. Compiled

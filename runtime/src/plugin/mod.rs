@@ -138,6 +138,10 @@ fn new_engine() -> Result<Engine, PluginError> {
         // every export call dearer; no plugin uses WASIp3 async exports.
         .concurrency_support(false)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Lets `perf` name the functions of compiled plugins (/tmp/perf-PID.map).
+    if std::env::var_os("WHARF_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| PluginError::Compile {
         plugin: "<engine>".into(),
         reason: format!("{e:#}"),

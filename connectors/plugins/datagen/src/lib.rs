@@ -2,7 +2,9 @@
 //! benchmarks. Each source partition counts up from 0 and resumes from its
 //! stored offset, so a gap or duplicate downstream is visible by inspection.
 
-use wharf_sdk::{Config, ConfigKey, Error, Importance, Plugin, Record, Result, Source};
+use wharf_sdk::{
+    BatchWriter, Config, ConfigKey, Error, Importance, Plugin, Record, RecordView, Result, Source,
+};
 
 pub struct Datagen {
     topic: String,
@@ -15,6 +17,7 @@ pub struct Datagen {
     seed: u64,
     started_ms: i64,
     produced: u64,
+    scratch: Scratch,
 }
 
 impl Plugin for Datagen {
@@ -129,10 +132,36 @@ impl Source for Datagen {
             seed: config.i64("seed")? as u64,
             started_ms: wharf_sdk::now_millis(),
             produced: 0,
+            scratch: Scratch::default(),
         })
     }
 
     fn poll(&mut self, max: u32, out: &mut Vec<Record>) -> Result<()> {
+        self.generate(max, |r| out.push(r.to_record()));
+        Ok(())
+    }
+
+    /// In wasm each record is encoded straight from the reused field buffers.
+    fn poll_batch(&mut self, max: u32, out: &mut BatchWriter) -> Result<()> {
+        self.generate(max, |r| out.push_view(r));
+        Ok(())
+    }
+}
+
+/// One record's fields, rewritten in place for each record so that making
+/// one allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    partition: String,
+    offset: String,
+}
+
+impl Datagen {
+    /// Makes up to `max` records (fewer under `rate` or `max.records`),
+    /// round robin over the task's partitions, handing each to `emit`.
+    fn generate(&mut self, max: u32, mut emit: impl FnMut(&RecordView<'_>)) {
         let mut budget = max as u64;
         if self.rate > 0.0 {
             let elapsed = (wharf_sdk::now_millis() - self.started_ms).max(0) as f64 / 1000.0;
@@ -149,42 +178,66 @@ impl Source for Datagen {
                 continue;
             }
             idle_rounds = 0;
-            out.push(self.record(p, seq));
+            emit(&self.record(p, seq));
             self.partitions[(self.next + n - 1) % n].1 = seq + 1;
             self.produced += 1;
             budget -= 1;
         }
-        Ok(())
     }
-}
 
-impl Datagen {
-    fn record(&self, partition: u32, seq: u64) -> Record {
-        let mut value =
-            format!("{{\"partition\":{partition},\"seq\":{seq},\"payload\":\"").into_bytes();
+    fn record(&mut self, partition: u32, seq: u64) -> RecordView<'_> {
+        let Scratch {
+            key,
+            value,
+            partition: source_partition,
+            offset: source_offset,
+        } = &mut self.scratch;
+        // Each number is turned into digits once, without `fmt`, in 32 bits
+        // when it fits: rustc leaves a division by a constant as a wasm
+        // `div` (checked with --emit asm), and `write!` made six numbers.
+        let mut pbuf = itoa::Buffer::new();
+        let p = pbuf.format(partition);
+        let mut sbuf = itoa::Buffer::new();
+        let sq = match u32::try_from(seq) {
+            Ok(small) => sbuf.format(small),
+            Err(_) => sbuf.format(seq),
+        };
+        value.clear();
+        for piece in [r#"{"partition":"#, p, r#","seq":"#, sq, r#","payload":""#] {
+            value.extend_from_slice(piece.as_bytes());
+        }
         let pad = self.record_size.saturating_sub(value.len() + 2);
         let mut x = self.seed ^ (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ u64::from(partition);
-        value.reserve(pad + 2);
-        for _ in 0..pad {
+        let filler = value.len();
+        value.resize(filler + pad, 0);
+        for b in &mut value[filler..] {
             // xorshift: cheap, reproducible filler in [a-z], scaled by a
             // multiply and shift: cranelift compiles `% 26` to a real
             // division, which cost more than everything else per byte.
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            value.push(b'a' + (((x >> 32) * 26) >> 32) as u8);
+            *b = b'a' + (((x >> 32) * 26) >> 32) as u8;
         }
         value.extend_from_slice(b"\"}");
-        Record {
-            topic: self.topic.clone(),
+        key.clear();
+        for piece in [p, "-", sq] {
+            key.extend_from_slice(piece.as_bytes());
+        }
+        source_partition.clear();
+        for piece in [r#"{"partition":"#, p, "}"] {
+            source_partition.push_str(piece);
+        }
+        source_offset.clear();
+        for piece in [r#"{"seq":"#, sq, "}"] {
+            source_offset.push_str(piece);
+        }
+        RecordView {
             partition: Some(partition as i32),
-            key: Some(format!("{partition}-{seq}").into_bytes()),
+            key: Some(key),
             value: Some(value),
-            source: Some((
-                format!("{{\"partition\":{partition}}}"),
-                format!("{{\"seq\":{seq}}}"),
-            )),
-            ..Record::default()
+            source: Some((source_partition, source_offset)),
+            ..RecordView::new(&self.topic)
         }
     }
 }
@@ -200,5 +253,34 @@ mod tests {
         assert_eq!(parse_seq("{\"seq\": 41}"), Some(41));
         assert_eq!(parse_partition("{\"partition\":3}"), Some(3));
         assert_eq!(parse_seq("{}"), None);
+    }
+
+    fn open(partitions: &str) -> Datagen {
+        let config = Config::from_pairs(vec![
+            ("rate".into(), "0".into()),
+            ("partitions".into(), partitions.into()),
+        ])
+        .with_defaults(&Datagen::config_spec());
+        Datagen::open(&config, vec![]).unwrap()
+    }
+
+    #[test]
+    fn the_encoded_poll_makes_the_records_poll_does() {
+        let mut records = Vec::new();
+        open("2").poll(6, &mut records).unwrap();
+        let mut writer = BatchWriter::default();
+        open("2").poll_batch(6, &mut writer).unwrap();
+        let batch = wharf_sdk::Batch::from_writer(writer);
+        assert_eq!(batch.records().unwrap(), records);
+        let r = &records[3];
+        assert_eq!(r.topic, "datagen");
+        assert_eq!(r.partition, Some(1));
+        assert_eq!(r.key.as_deref(), Some(&b"1-1"[..]));
+        let value = r.value.as_deref().unwrap();
+        assert_eq!(value.len(), 200);
+        assert!(value.starts_with(b"{\"partition\":1,\"seq\":1,\"payload\":\""));
+        assert!(value.ends_with(b"\"}"));
+        let source = r.source.clone().unwrap();
+        assert_eq!(source, ("{\"partition\":1}".into(), "{\"seq\":1}".into()));
     }
 }
