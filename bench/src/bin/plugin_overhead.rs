@@ -8,7 +8,8 @@
 //!           the batch stays encoded from one plugin to the next, checked
 //!           by the host on the way, as in the worker's transform chain);
 //!   worker  the full standalone worker (tasks, bounded queues, offset commits).
-//! Prints a table; run it with `bench/run plugin-overhead`.
+//! Prints a table; run it with `bench/run plugin-overhead`. `BENCH_ONLY=wasm`
+//! (or `native`, `worker`) runs one pipeline alone at batch 1000, for `perf`.
 
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,24 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("wharf-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("bench scratch dir")?;
     let host = PluginHost::new(Some(dir.join("components")))?;
+    // One pipeline alone at batch 1000, for a profiler to attach to.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("wasm") => {
+            println!("wasm: {:.0} rec/s", rt.block_on(wasm(&host, 1000))?);
+            return Ok(());
+        }
+        Ok("native") => {
+            println!("native batches: {:.0} rec/s", native_encoded(1000)?);
+            return Ok(());
+        }
+        Ok("worker") => {
+            let rate = rt.block_on(worker_run(&host, 1000, &dir))?;
+            println!("worker: {rate:.0} rec/s");
+            return Ok(());
+        }
+        Ok(other) => anyhow::bail!("BENCH_ONLY={other}: use wasm, native or worker"),
+        Err(_) => {}
+    }
     println!(
         "plugin overhead: datagen -> identity -> discard, {RECORD_SIZE}-byte records, {:.0}s per cell",
         measure_for().as_secs_f64()

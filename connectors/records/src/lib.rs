@@ -90,6 +90,11 @@ impl BatchWriter {
         }
     }
 
+    /// Goes on writing after the records of a batch this crate encoded.
+    pub fn from_encoded(count: u32, buf: Vec<u8>) -> Self {
+        BatchWriter { buf, count }
+    }
+
     pub fn len(&self) -> u32 {
         self.count
     }
@@ -114,14 +119,35 @@ impl BatchWriter {
             source: r.source.as_ref().map(|(p, o)| (p.as_str(), o.as_str())),
         };
         self.buf.reserve(r.encoded_len());
-        self.push_with(&view, |w| {
-            let n = u16::try_from(r.headers.len()).unwrap_or(u16::MAX);
-            w.buf.extend_from_slice(&n.to_le_bytes());
-            for (k, v) in r.headers.iter().take(n as usize) {
+        let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        self.push_with_headers(&view, headers);
+    }
+
+    /// Appends `v` with these headers (its own are ignored): a record made
+    /// of borrowed fields, such as a Kafka message, with no owned [`Record`].
+    pub fn push_with_headers<'h>(
+        &mut self,
+        v: &RecordView<'_>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) {
+        self.push_with(v, |w| {
+            // The count goes first; it is known once the headers are written.
+            let at = w.buf.len();
+            w.buf.extend_from_slice(&[0, 0]);
+            let mut n = 0u16;
+            for (k, val) in headers.into_iter().take(u16::MAX as usize) {
                 w.bytes(k.as_bytes());
-                w.bytes(v);
+                w.bytes(val);
+                n += 1;
             }
+            w.buf[at..at + 2].copy_from_slice(&n.to_le_bytes());
         });
+    }
+
+    /// Appends every record of `other` after this writer's.
+    pub fn append(&mut self, other: &BatchWriter) {
+        self.buf.extend_from_slice(&other.buf);
+        self.count += other.count;
     }
 
     /// Appends a record read from another batch, or made from borrowed
@@ -322,7 +348,21 @@ impl<'a> Iterator for Views<'a> {
 /// Checks that `count` records use up the buffer exactly, without copying
 /// anything out of it.
 pub fn validate(count: u32, data: &[u8]) -> Result<(), DecodeError> {
-    views(count, data).try_for_each(|v| v.map(|_| ()))
+    // Walks the layout without building views: a host checks every batch a
+    // plugin returns, and this is half the cost of reading each one.
+    let mut reader = Reader { data, pos: 0 };
+    for record in 0..count as usize {
+        reader
+            .skip_record()
+            .map_err(|reason| DecodeError { record, reason })?;
+    }
+    if reader.pos != data.len() {
+        return Err(DecodeError {
+            record: count as usize,
+            reason: "bytes left over after the last record",
+        });
+    }
+    Ok(())
 }
 
 /// Decodes a whole batch, checking that `count` records use up the buffer exactly.
@@ -371,6 +411,36 @@ impl<'a> Reader<'a> {
             return Ok(unsafe { std::str::from_utf8_unchecked(b) });
         }
         std::str::from_utf8(b).map_err(|_| "string is not UTF-8")
+    }
+
+    /// Checks one record as [`Reader::view`] reads it, with the same errors.
+    fn skip_record(&mut self) -> Result<(), &'static str> {
+        let [flags] = self.array::<1>()?;
+        if flags & !KNOWN != 0 {
+            return Err("unknown flag bits");
+        }
+        self.str()?;
+        let fixed: usize = [(PARTITION, 4), (OFFSET, 8), (TIMESTAMP, 8)]
+            .iter()
+            .filter(|(flag, _)| flags & flag != 0)
+            .map(|(_, len)| len)
+            .sum();
+        self.take(fixed)?;
+        for flag in [KEY, VALUE] {
+            if flags & flag != 0 {
+                self.bytes()?;
+            }
+        }
+        let n = u16::from_le_bytes(self.array()?);
+        for _ in 0..n {
+            self.str()?;
+            self.bytes()?;
+        }
+        if flags & SOURCE != 0 {
+            self.str()?;
+            self.str()?;
+        }
+        Ok(())
     }
 
     fn view(&mut self) -> Result<RecordView<'a>, &'static str> {
@@ -478,6 +548,26 @@ mod tests {
     }
 
     #[test]
+    fn validate_fails_where_decode_does() {
+        let records: Vec<Record> = (0..12).map(sample).chain([Record::default()]).collect();
+        let (n, buf) = encode(&records);
+        assert_eq!(validate(n, &buf), Ok(()));
+        for cut in 0..buf.len() {
+            let decoded = decode(n, &buf[..cut]).map(|_| ());
+            assert!(decoded.is_err());
+            assert_eq!(validate(n, &buf[..cut]), decoded, "cut at {cut}");
+        }
+        for count in [0, n - 1, n + 1] {
+            assert_eq!(validate(count, &buf), decode(count, &buf).map(|_| ()));
+        }
+        let mut bad = buf.clone();
+        bad[0] |= 0x80;
+        assert_eq!(validate(n, &bad), decode(n, &bad).map(|_| ()));
+        let err = validate(1, &[0, 1, 0, 0, 0, 0xff, 0, 0]).unwrap_err();
+        assert_eq!(err.reason, "string is not UTF-8");
+    }
+
+    #[test]
     fn reads_non_ascii_strings() {
         let r = Record {
             topic: "tópico".into(),
@@ -534,6 +624,28 @@ mod tests {
         assert_eq!(made.topic, "made");
         assert_eq!(made.value.as_deref(), Some(&b"v"[..]));
         assert!(made.headers.is_empty() && made.key.is_none());
+    }
+
+    #[test]
+    fn borrowed_headers_and_appended_writers_encode_as_records_do() {
+        let records: Vec<Record> = (0..6).map(sample).collect();
+        let (mut first, mut second) = (BatchWriter::default(), BatchWriter::default());
+        for (i, r) in records.iter().enumerate() {
+            let borrowed = RecordView {
+                partition: r.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                source: r.source.as_ref().map(|(p, o)| (p.as_str(), o.as_str())),
+                ..RecordView::new(&r.topic)
+            };
+            let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+            let w = if i < 2 { &mut first } else { &mut second };
+            w.push_with_headers(&borrowed, headers);
+        }
+        first.append(&second);
+        assert_eq!(first.finish(), encode(&records));
     }
 
     #[test]

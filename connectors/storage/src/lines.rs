@@ -91,9 +91,13 @@ pub fn key_of(line: &[u8]) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// Appends a record's timestamp and headers as one line of the headers companion.
-pub fn push_headers(out: &mut Vec<u8>, timestamp: Option<i64>, headers: &[(String, Vec<u8>)]) {
+pub fn push_headers<'a>(
+    out: &mut Vec<u8>,
+    timestamp: Option<i64>,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) {
     let h: Vec<Value> = headers
-        .iter()
+        .into_iter()
         .map(|(k, val)| json!([k, exact(val)]))
         .collect();
     let _ = serde_json::to_writer(&mut *out, &json!({"timestamp": timestamp, "headers": h}));
@@ -191,7 +195,8 @@ mod tests {
             ("a".to_string(), b"x".to_vec()),
             ("b".to_string(), vec![0xfe]),
         ];
-        push_headers(&mut h, Some(42), &headers);
+        let borrowed = headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        push_headers(&mut h, Some(42), borrowed);
         assert_eq!(headers_of(split(&h, b"\n")[0]), Ok((Some(42), headers)));
     }
 }

@@ -16,13 +16,15 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use wharf_records::Record;
+use wharf_records::{BatchWriter, RecordView};
 
 use super::{client_config, client_err, KafkaError};
+use crate::plugin::RecordBatch;
 
 /// What the polling thread tells its task.
 pub enum ConsumerEvent {
-    Records(Vec<Record>),
+    /// Records as read, encoded straight from librdkafka's buffers.
+    Records(RecordBatch),
     /// These partitions are being taken away: flush, then reply with the
     /// next offsets to commit (topic, partition, next offset) for everything
     /// flushed; the thread commits them before the partitions go.
@@ -45,7 +47,7 @@ const BATCH_LINGER: Duration = Duration::from_millis(5);
 pub struct SinkContext {
     tx: mpsc::Sender<ConsumerEvent>,
     /// A batch the thread could not hand over yet (the task is behind).
-    held: Arc<Mutex<Option<Vec<Record>>>>,
+    held: Arc<Mutex<Option<BatchWriter>>>,
     rebalances: AtomicU64,
     label: String,
     /// Records past what was processed or committed, from librdkafka's
@@ -90,11 +92,17 @@ impl ConsumerContext for SinkContext {
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
         {
-            batch.retain(|r| {
-                !partitions
+            let all = std::mem::take(batch);
+            let (count, data) = all.finish();
+            // Our own encoding, so every record reads.
+            for r in wharf_records::views(count, &data).filter_map(Result::ok) {
+                let revoked = partitions
                     .iter()
-                    .any(|(t, p)| *t == r.topic && Some(*p) == r.partition)
-            });
+                    .any(|(t, p)| t == r.topic && Some(*p) == r.partition);
+                if !revoked {
+                    batch.push_view(&r);
+                }
+            }
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let asked = self
@@ -271,35 +279,29 @@ impl Drop for SinkConsumer {
     }
 }
 
-fn to_record(m: &BorrowedMessage<'_>) -> Record {
-    Record {
-        topic: m.topic().to_string(),
+/// Appends a message to a batch with no owned record in between: the one
+/// copy of its key, value and headers is into the batch's buffer.
+fn push_message(batch: &mut BatchWriter, m: &BorrowedMessage<'_>) {
+    let view = RecordView {
         partition: Some(m.partition()),
         offset: Some(m.offset()),
         timestamp: m.timestamp().to_millis(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers: m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        source: None,
-    }
+        key: m.key(),
+        value: m.payload(),
+        ..RecordView::new(m.topic())
+    };
+    let headers = m.headers();
+    let headers = headers
+        .iter()
+        .flat_map(|hs| hs.iter())
+        .map(|h| (h.key, h.value.unwrap_or_default()));
+    batch.push_with_headers(&view, headers);
 }
 
 fn poll_loop(
     consumer: &BaseConsumer<SinkContext>,
     tx: &mpsc::Sender<ConsumerEvent>,
-    held: &Mutex<Option<Vec<Record>>>,
+    held: &Mutex<Option<BatchWriter>>,
     stop: &AtomicBool,
     batch_max: usize,
 ) {
@@ -314,7 +316,7 @@ fn poll_loop(
             if batch.is_empty() {
                 continue;
             }
-            match tx.try_send(ConsumerEvent::Records(batch)) {
+            match tx.try_send(ConsumerEvent::Records(RecordBatch::from_writer(batch))) {
                 Ok(()) => {
                     full_since = None;
                     if paused_at.take().is_some() {
@@ -322,7 +324,7 @@ fn poll_loop(
                     }
                 }
                 Err(mpsc::error::TrySendError::Full(ConsumerEvent::Records(batch))) => {
-                    *lock() = Some(batch);
+                    *lock() = Some(batch.into_writer());
                     let since = *full_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < PAUSE_AFTER {
                         // A short wait: the prefetch queue is bounded, and
@@ -340,7 +342,7 @@ fn poll_loop(
                     // Keep polling, so the group keeps us and rebalances run.
                     if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                         if let Some(b) = lock().as_mut() {
-                            b.push(to_record(&m));
+                            push_message(b, &m);
                         }
                     }
                     continue;
@@ -348,12 +350,12 @@ fn poll_loop(
                 Err(_) => return,
             }
         }
-        let mut batch = Vec::new();
+        let mut batch = BatchWriter::default();
         let mut wait = Duration::from_millis(100);
         let mut linger_until: Option<Instant> = None;
-        while batch.len() < batch_max {
+        while (batch.len() as usize) < batch_max {
             match consumer.poll(wait) {
-                Some(Ok(m)) => batch.push(to_record(&m)),
+                Some(Ok(m)) => push_message(&mut batch, &m),
                 Some(Err(e)) => {
                     let n = errors.entry(e.to_string()).or_default();
                     *n += 1;
@@ -375,7 +377,7 @@ fn poll_loop(
         if !batch.is_empty() {
             let mut h = lock();
             match h.as_mut() {
-                Some(b) => b.extend(batch),
+                Some(b) => b.append(&batch),
                 None => *h = Some(batch),
             }
         }

@@ -27,6 +27,17 @@ impl RecordBatch {
         RecordBatch(types::Batch { count, data })
     }
 
+    /// A batch the host wrote itself (a Kafka consumer's records).
+    pub fn from_writer(w: wharf_records::BatchWriter) -> Self {
+        let (count, data) = w.finish();
+        RecordBatch(types::Batch { count, data })
+    }
+
+    /// A writer that appends after this batch's records.
+    pub fn into_writer(self) -> wharf_records::BatchWriter {
+        wharf_records::BatchWriter::from_encoded(self.0.count, self.0.data)
+    }
+
     /// Checks a batch a plugin returned, copying nothing.
     pub(super) fn checked(b: types::Batch) -> Result<Self, wharf_records::DecodeError> {
         wharf_records::validate(b.count, &b.data)?;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
-use wharf_records::Record;
+use wharf_records::BatchWriter;
+
+use crate::plugin::RecordBatch;
 
 use super::ack::BatchAck;
 
@@ -18,7 +20,7 @@ pub const SINK_QUEUE_BATCHES: usize = 16;
 /// unacknowledged (a failed sink) marks the batch lost so its offsets are
 /// never committed.
 pub struct Delivery {
-    pub records: Vec<Record>,
+    pub records: RecordBatch,
     ack: Option<Arc<BatchAck>>,
 }
 
@@ -53,8 +55,10 @@ pub struct Bus {
     sinks: RwLock<HashMap<String, Subscriber>>,
 }
 
-/// Records bound for one sink task, keyed by (sink connector, task slot).
-type Parts = HashMap<(String, usize), (mpsc::Sender<Delivery>, Vec<Record>)>;
+/// Records bound for one sink task, by (sink connector's place in the table
+/// while it is read, task slot). A batch reaches a handful of tasks, so a
+/// short list beats hashing every record.
+type Parts = Vec<((usize, usize), mpsc::Sender<Delivery>, BatchWriter)>;
 
 impl Bus {
     /// Creates the queues of one sink connector's tasks for its topics,
@@ -94,32 +98,37 @@ impl Bus {
     }
 
     /// Sends a batch to every subscribed sink task, waiting while queues are
-    /// full (backpressure). Records of topics nobody reads are dropped.
-    pub async fn publish(&self, records: Vec<Record>) -> Arc<BatchAck> {
+    /// full (backpressure). Records of topics nobody reads are dropped. Each
+    /// task's share is copied out of the batch as encoded bytes.
+    pub async fn publish(&self, records: &RecordBatch) -> Arc<BatchAck> {
         let mut parts = Parts::new();
         if let Ok(sinks) = self.sinks.read() {
-            for r in records {
-                for (name, sub) in sinks.iter() {
-                    if !sub.topics.contains(&r.topic) {
+            for r in records.views() {
+                for (i, sub) in sinks.values().enumerate() {
+                    if !sub.topics.iter().any(|t| t == r.topic) {
                         continue;
                     }
                     let n = sub.tasks.len();
                     let slot = match r.partition {
                         Some(p) => p.unsigned_abs() as usize % n,
-                        None => r.key.as_deref().map_or(0, |k| fnv(k) as usize % n),
+                        None => r.key.map_or(0, |k| fnv(k) as usize % n),
                     };
-                    parts
-                        .entry((name.clone(), slot))
-                        .or_insert_with(|| (sub.tasks[slot].clone(), Vec::new()))
-                        .1
-                        .push(r.clone());
+                    let at = match parts.iter().rposition(|(k, ..)| *k == (i, slot)) {
+                        Some(at) => at,
+                        None => {
+                            let tx = sub.tasks[slot].clone();
+                            parts.push(((i, slot), tx, BatchWriter::default()));
+                            parts.len() - 1
+                        }
+                    };
+                    parts[at].2.push_view(&r);
                 }
             }
         }
         let ack = Arc::new(BatchAck::new(parts.len()));
-        for (_, (tx, records)) in parts {
+        for (_, tx, records) in parts {
             let d = Delivery {
-                records,
+                records: RecordBatch::from_writer(records),
                 ack: Some(ack.clone()),
             };
             // A closed queue means that sink task ended: the dropped delivery
@@ -152,6 +161,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wharf_records::Record;
 
     fn rec(topic: &str, p: i32) -> Record {
         Record {
@@ -167,12 +177,19 @@ mod tests {
         let mut a = bus.subscribe("a", &["t".into()], 2);
         let mut b = bus.subscribe("b", &["t".into()], 1);
         let ack = bus
-            .publish(vec![rec("t", 0), rec("t", 1), rec("t", 2), rec("other", 0)])
+            .publish(&RecordBatch::encode(&[
+                rec("t", 0),
+                rec("t", 1),
+                rec("t", 2),
+                rec("other", 0),
+            ]))
             .await;
         let a0 = a[0].recv().await.unwrap();
         let a1 = a[1].recv().await.unwrap();
         let b0 = b[0].recv().await.unwrap();
         assert_eq!(a0.records.len(), 2);
+        let partitions: Vec<_> = a0.records.views().map(|r| r.partition).collect();
+        assert_eq!(partitions, [Some(0), Some(2)]);
         assert_eq!(a1.records.len(), 1);
         assert_eq!(b0.records.len(), 3);
         a0.ack();
@@ -186,7 +203,7 @@ mod tests {
     async fn dropped_delivery_marks_batch_lost() {
         let bus = Bus::default();
         let mut a = bus.subscribe("a", &["t".into()], 1);
-        let ack = bus.publish(vec![rec("t", 0)]).await;
+        let ack = bus.publish(&RecordBatch::encode(&[rec("t", 0)])).await;
         drop(a[0].recv().await.unwrap());
         assert!(ack.is_lost() && !ack.is_done());
     }

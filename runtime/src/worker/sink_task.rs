@@ -107,13 +107,34 @@ struct Held {
 }
 
 impl Held {
-    fn note_positions(&mut self, records: &[Record]) {
-        for r in records {
-            if let (Some(p), Some(o)) = (r.partition, r.offset) {
-                let next = self.positions.entry((r.topic.clone(), p)).or_insert(0);
-                *next = (*next).max(o + 1);
+    fn note_positions(&mut self, records: &RecordBatch) {
+        // A batch is runs of one partition: the map is touched (and a key
+        // built) once per run, not once per record.
+        let mut run: Option<(&str, i32, i64)> = None;
+        for r in records.views() {
+            let (Some(p), Some(o)) = (r.partition, r.offset) else {
+                continue;
+            };
+            match &mut run {
+                Some((t, rp, next)) if *t == r.topic && *rp == p => *next = (*next).max(o + 1),
+                _ => {
+                    if let Some(done) = run.replace((r.topic, p, o + 1)) {
+                        self.note_position(done);
+                    }
+                }
             }
         }
+        if let Some(done) = run {
+            self.note_position(done);
+        }
+    }
+
+    fn note_position(&mut self, (topic, partition, next): (&str, i32, i64)) {
+        let at = self
+            .positions
+            .entry((topic.to_owned(), partition))
+            .or_insert(0);
+        *at = (*at).max(next);
     }
 
     /// Positions that became durable since they were last handed out: what
@@ -154,7 +175,7 @@ struct Task<'a> {
 impl Task<'_> {
     async fn handle(
         &mut self,
-        records: Vec<Record>,
+        records: RecordBatch,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let started = std::time::Instant::now();
@@ -163,18 +184,24 @@ impl Task<'_> {
         // Positions come from what was read, so records a transform drops
         // are committed too.
         self.held.note_positions(&records);
-        let records = convert(
-            records,
-            self.spec.converters,
-            Direction::FromKafka,
-            &mut self.reporter,
-            &self.spec.id,
-            self.counters,
-        )
-        .await?;
+        // The batch goes on as read unless a converter changes its records.
+        let records = if self.spec.converters.is_passthrough() {
+            records
+        } else {
+            let converted = convert(
+                records.to_records(),
+                self.spec.converters,
+                Direction::FromKafka,
+                &mut self.reporter,
+                &self.spec.id,
+                self.counters,
+            )
+            .await?;
+            RecordBatch::encode(&converted)
+        };
         let records = errors::transform(
             &mut self.chain,
-            RecordBatch::encode(&records),
+            records,
             &mut self.reporter,
             &self.spec.id,
             self.counters,

@@ -52,11 +52,46 @@ pub enum Destination {
     },
 }
 
-impl Destination {
-    async fn publish(&self, records: Vec<Record>) -> Result<Arc<BatchAck>, Failure> {
+/// A transformed batch on its way out: still encoded when it goes to
+/// in-process sinks unconverted, records otherwise (Kafka's producer and
+/// the converters work on records).
+enum Outgoing {
+    Encoded(RecordBatch),
+    Records(Vec<Record>),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
         match self {
-            Destination::Bus(bus) => Ok(bus.publish(records).await),
-            Destination::Kafka { producer, .. } => {
+            Outgoing::Encoded(b) => b.len(),
+            Outgoing::Records(r) => r.len(),
+        }
+    }
+
+    fn topics(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Outgoing::Encoded(b) => Box::new(b.views().map(|r| r.topic)),
+            Outgoing::Records(r) => Box::new(r.iter().map(|r| r.topic.as_str())),
+        }
+    }
+
+    fn into_records(self) -> Vec<Record> {
+        match self {
+            Outgoing::Encoded(b) => b.to_records(),
+            Outgoing::Records(r) => r,
+        }
+    }
+}
+
+impl Destination {
+    async fn publish(&self, out: Outgoing) -> Result<Arc<BatchAck>, Failure> {
+        match (self, out) {
+            (Destination::Bus(bus), Outgoing::Encoded(b)) => Ok(bus.publish(&b).await),
+            (Destination::Bus(bus), Outgoing::Records(r)) => {
+                Ok(bus.publish(&RecordBatch::encode(&r)).await)
+            }
+            (Destination::Kafka { producer, .. }, out) => {
+                let records = out.into_records();
                 self.prepare_topics(&records).await?;
                 Ok(producer.publish(&records).await)
             }
@@ -226,12 +261,15 @@ fn batch_offsets(records: &RecordBatch) -> Result<BatchOffsets, Failure> {
     // Only the last offset of each source partition is kept, so only that one
     // is parsed: a CDC batch carries a distinct offset on every record.
     let mut seen = std::collections::HashSet::new();
+    let mut last = None;
     let views: Vec<_> = records.views().collect();
     for r in views.iter().rev() {
         if let Some((p, o)) = r.source {
-            if !seen.insert(p) {
+            // Runs of one partition are the common case: skip the hash.
+            if last == Some(p) || !seen.insert(p) {
                 continue;
             }
+            last = Some(p);
             let p = canonical(p)
                 .map_err(|e| Failure(format!("record for topic '{}': {e}", r.topic)))?;
             let o = canonical(o)
@@ -422,24 +460,36 @@ async fn run_inner(
             let out = errors::transform(&mut chain, records, &mut reporter, id, counters, shutdown)
                 .await
                 .map_err(Failure)?;
-            let out = convert(
-                out.to_records(),
-                spec.converters,
-                Direction::ToKafka,
-                &mut reporter,
-                id,
-                counters,
-            )
-            .await
-            .map_err(Failure)?;
+            let out = match dest {
+                Destination::Bus(_) if spec.converters.is_passthrough() => Outgoing::Encoded(out),
+                _ => Outgoing::Records(
+                    convert(
+                        out.to_records(),
+                        spec.converters,
+                        Direction::ToKafka,
+                        &mut reporter,
+                        id,
+                        counters,
+                    )
+                    .await
+                    .map_err(Failure)?,
+                ),
+            };
             TaskCounters::add(&counters.records_out, out.len() as u64);
-            for r in &out {
-                if !dest.has_readers(&r.topic) && unread.insert(r.topic.clone()) {
-                    tracing::warn!(connector = %id.connector, topic = %r.topic, "no sink reads this topic and no Kafka is configured: its records are dropped");
+            let mut last_topic = None;
+            for topic in out.topics() {
+                // Asked once per run of one topic, not once per record.
+                if last_topic == Some(topic) {
+                    continue;
+                }
+                last_topic = Some(topic);
+                if !dest.has_readers(topic) && unread.insert(topic.to_owned()) {
+                    tracing::warn!(connector = %id.connector, %topic, "no sink reads this topic and no Kafka is configured: its records are dropped");
                 }
             }
             match &txn {
                 Some((producer, topic)) => {
+                    let out = out.into_records();
                     dest.prepare_topics(&out).await?;
                     reporter.settle().await.map_err(Failure)?;
                     commit_in_transaction(

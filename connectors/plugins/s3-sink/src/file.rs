@@ -4,7 +4,7 @@
 //! completes it.
 
 use serde_json::{Map, Value};
-use wharf_sdk::{s3, Error, Record, Result};
+use wharf_sdk::{s3, Error, RecordView, Result};
 use wharf_storage::compress::Compressor;
 use wharf_storage::rows::{self, Columns};
 use wharf_storage::{lines, FileName, Format, Part};
@@ -60,17 +60,16 @@ impl OpenFile {
     /// Adds a record; `row` is its value as a JSON object for Parquet.
     pub fn append(
         &mut self,
-        r: &Record,
+        r: &RecordView<'_>,
         row: Option<Map<String, Value>>,
         s: &Settings,
     ) -> Result<()> {
         match s.format {
             Format::Json => {
-                self.body
-                    .write_with(|out| lines::push_value(out, r.value.as_deref()));
+                self.body.write_with(|out| lines::push_value(out, r.value));
             }
             Format::Bytes => {
-                self.body.write(r.value.as_deref().unwrap_or_default());
+                self.body.write(r.value.unwrap_or_default());
                 self.body.write(&s.separator);
             }
             Format::Parquet { .. } => {
@@ -83,10 +82,10 @@ impl OpenFile {
             }
         }
         if let Some(k) = &mut self.keys {
-            lines::push_key(k, r.key.as_deref());
+            lines::push_key(k, r.key);
         }
         if let Some(h) = &mut self.headers {
-            lines::push_headers(h, r.timestamp, &r.headers);
+            lines::push_headers(h, r.timestamp, r.headers());
         }
         self.records += 1;
         if self.body.ready() >= s.part_size {

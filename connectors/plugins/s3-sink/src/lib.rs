@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use chrono::{Offset, TimeZone};
 use serde_json::Value;
-use wharf_sdk::{Config, ConfigKey, Error, Plugin, Position, Record, Rejected, Result, Sink};
+use wharf_sdk::{
+    Batch, Config, ConfigKey, Error, Plugin, Position, Record, RecordView, Rejected, Result, Sink,
+};
 use wharf_storage::{FileName, Format, Part};
 
 use file::OpenFile;
@@ -92,15 +94,17 @@ impl S3Sink {
         Ok(())
     }
 
-    fn reject(rejected: &mut Vec<Rejected>, r: Record, reason: String) {
+    fn reject(rejected: &mut Vec<Rejected>, r: &RecordView<'_>, reason: String) {
         rejected.push(Rejected {
-            record: r,
+            record: r.to_record(),
             reason,
             deliberate: false,
         });
     }
 
-    fn take(&mut self, r: Record, now: i64) -> Result<()> {
+    /// Takes one record read in place from the batch the host put: only a
+    /// rejected record is copied out of it.
+    fn take(&mut self, r: &RecordView<'_>, now: i64) -> Result<()> {
         let (Some(p), Some(o)) = (r.partition, r.offset) else {
             return Err(Error::Fatal(
                 "s3-sink names files by Kafka partition and offset: run it with bootstrap.servers"
@@ -112,11 +116,11 @@ impl S3Sink {
             partitions,
             rejected,
         } = self;
-        if !partitions.contains_key(&r.topic) {
-            partitions.insert(r.topic.clone(), BTreeMap::new());
+        if !partitions.contains_key(r.topic) {
+            partitions.insert(r.topic.to_owned(), BTreeMap::new());
         }
         let w = partitions
-            .get_mut(&r.topic)
+            .get_mut(r.topic)
             .ok_or_else(|| Error::Fatal("topic writers vanished".into()))?
             .entry(p)
             .or_default();
@@ -153,9 +157,7 @@ impl S3Sink {
             || matches!(s.partitioner, partition::Partitioner::Field(_))
             || matches!(s.extractor, partition::Extractor::RecordField(_));
         let parsed: Option<Value> = if needs_json {
-            r.value
-                .as_deref()
-                .and_then(|v| serde_json::from_slice(v).ok())
+            r.value.and_then(|v| serde_json::from_slice(v).ok())
         } else {
             None
         };
@@ -175,7 +177,7 @@ impl S3Sink {
         } else {
             None
         };
-        let time = match s.extractor.time(&r, parsed.as_ref(), now) {
+        let time = match s.extractor.time(r.timestamp, parsed.as_ref(), now) {
             Ok(t) => t,
             Err(e) => {
                 w.last = Some(o);
@@ -183,7 +185,7 @@ impl S3Sink {
                 return Ok(());
             }
         };
-        let encoded = match s.partitioner.encode(&r, parsed.as_ref(), time) {
+        let encoded = match s.partitioner.encode(r.partition, parsed.as_ref(), time) {
             Ok(e) => e,
             Err(e) => {
                 w.last = Some(o);
@@ -211,7 +213,7 @@ impl S3Sink {
             OpenFile::new(
                 FileName {
                     dir,
-                    topic: r.topic.clone(),
+                    topic: r.topic.to_owned(),
                     partition: p,
                     start_offset: o,
                     part: Part::Values,
@@ -220,7 +222,7 @@ impl S3Sink {
                 s,
             )
         });
-        file.append(&r, row, s)?;
+        file.append(r, row, s)?;
         w.last = Some(o);
         w.count += 1;
         if w.count >= s.flush_size {
@@ -266,10 +268,16 @@ impl Sink for S3Sink {
     }
 
     fn put(&mut self, records: Vec<Record>) -> Result<()> {
+        self.put_batch(Batch::from_records(&records))
+    }
+
+    /// Reads each record in place: a value goes from the batch the host
+    /// put straight into the file's buffer.
+    fn put_batch(&mut self, batch: Batch) -> Result<()> {
         let now = wharf_sdk::now_millis();
         self.rotate_due(now)?;
-        for r in records {
-            self.take(r, now)?;
+        for r in batch.views() {
+            self.take(&r?, now)?;
         }
         Ok(())
     }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde_json::Value;
-use wharf_sdk::Record;
 
 #[derive(Clone, Debug)]
 pub enum Extractor {
@@ -126,11 +125,15 @@ impl Extractor {
     }
 
     /// The record's time in epoch millis.
-    pub fn time(&self, r: &Record, value: Option<&Value>, now: i64) -> Result<i64, String> {
+    pub fn time(
+        &self,
+        timestamp: Option<i64>,
+        value: Option<&Value>,
+        now: i64,
+    ) -> Result<i64, String> {
         match self {
             Extractor::Wallclock => Ok(now),
-            Extractor::Record => r
-                .timestamp
+            Extractor::Record => timestamp
                 .ok_or_else(|| "the record has no timestamp (timestamp.extractor=Record)".into()),
             Extractor::RecordField(f) => {
                 let v = value
@@ -152,9 +155,14 @@ impl Extractor {
 
 impl Partitioner {
     /// The encoded partition: the path between the topic and the file name.
-    pub fn encode(&self, r: &Record, value: Option<&Value>, time: i64) -> Result<String, String> {
+    pub fn encode(
+        &self,
+        partition: Option<i32>,
+        value: Option<&Value>,
+        time: i64,
+    ) -> Result<String, String> {
         match self {
-            Partitioner::Default => Ok(format!("partition={}", r.partition.unwrap_or(0))),
+            Partitioner::Default => Ok(format!("partition={}", partition.unwrap_or(0))),
             Partitioner::Field(fields) => {
                 let v = value.ok_or("FieldPartitioner needs a JSON object value")?;
                 let mut parts = Vec::with_capacity(fields.len());
@@ -203,6 +211,7 @@ impl Partitioner {
 mod tests {
     use super::*;
     use serde_json::json;
+    use wharf_sdk::Record;
 
     fn rec() -> Record {
         Record {
@@ -217,21 +226,24 @@ mod tests {
     fn partitioners_encode_as_confluent() {
         let v = json!({"region": "eu", "n": 4, "ts": "2026-11-24T13:45:00Z"});
         assert_eq!(
-            Partitioner::Default.encode(&rec(), None, 0),
+            Partitioner::Default.encode(rec().partition, None, 0),
             Ok("partition=3".into())
         );
         let f = Partitioner::Field(vec!["region".into(), "n".into()]);
-        assert_eq!(f.encode(&rec(), Some(&v), 0), Ok("region=eu/n=4".into()));
+        assert_eq!(
+            f.encode(rec().partition, Some(&v), 0),
+            Ok("region=eu/n=4".into())
+        );
         let hourly = Partitioner::Time {
             format: parse_path_format("'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH").expect("format"),
             duration: 3_600_000,
             tz: Tz::UTC,
         };
         let t = Extractor::RecordField("ts".into())
-            .time(&rec(), Some(&v), 0)
+            .time(rec().timestamp, Some(&v), 0)
             .expect("time");
         assert_eq!(
-            hourly.encode(&rec(), Some(&v), t),
+            hourly.encode(rec().partition, Some(&v), t),
             Ok("year=2026/month=11/day=24/hour=13".into())
         );
         let daily_berlin = Partitioner::Time {
@@ -244,7 +256,7 @@ mod tests {
             .expect("t")
             .timestamp_millis();
         assert_eq!(
-            daily_berlin.encode(&rec(), None, late),
+            daily_berlin.encode(rec().partition, None, late),
             Ok("2026-11-25".into())
         );
         assert!(parse_path_format("'open").is_err());
