@@ -255,11 +255,6 @@ impl<'a> RecordView<'a> {
         }
     }
 
-    /// Whether the record has headers (read them with [`RecordView::headers`]).
-    pub fn has_headers(&self) -> bool {
-        self.encoded_headers.count > 0
-    }
-
     /// The encoded size of this record, to pre-size buffers.
     pub fn encoded_len(&self) -> usize {
         let opt = |b: Option<&[u8]>| b.map_or(0, |v| 4 + v.len());

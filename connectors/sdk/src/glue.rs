@@ -103,11 +103,6 @@ fn split(configs: crate::Result<Vec<Config>>) -> Result<Vec<t::Config>, t::Plugi
         .map_err(to_wit_error)
 }
 
-fn batch_of(records: &[crate::Record]) -> t::Batch {
-    let (count, data) = wharf_records::encode(records);
-    t::Batch { count, data }
-}
-
 fn wit_batch(batch: crate::Batch) -> t::Batch {
     let (count, data) = batch.into_parts();
     t::Batch { count, data }
@@ -178,7 +173,7 @@ pub fn sink_flush<S: Sink>() -> Result<sc::Flushed, t::PluginError> {
         let records: Vec<_> = rejected.iter().map(|r| r.record.clone()).collect();
         Ok(sc::Flushed {
             rejected: t::Rejected {
-                records: batch_of(&records),
+                records: wit_batch(crate::Batch::from_records(&records)),
                 reasons: rejected
                     .into_iter()
                     .map(|r| t::Rejection {
