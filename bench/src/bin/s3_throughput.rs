@@ -3,7 +3,8 @@
 //! same JSON lines bytes (same file size, part size and parts in flight), in
 //! the same run. Wharf's time runs from the first record read until the last
 //! file is in the bucket. Run with `bench/run s3` (needs
-//! `tests/services/up`); BENCH_S3_MB sets the volume (default 200).
+//! `tests/services/up`); BENCH_S3_MB sets the volume (default 200),
+//! BENCH_S3_ROUNDS how many direct/JSON pairs run, alternating (default 1).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -170,21 +171,24 @@ async fn wharf(
     bucket: &str,
     topic: &str,
     format: &str,
+    round: u32,
     n: u64,
     bytes: u64,
     dir: &std::path::Path,
 ) -> anyhow::Result<f64> {
-    let name = format!("bench-s3-{format}-{topic}");
+    // Each round writes its own prefix with its own consumer group.
+    let label = format!("{format}-{round}");
+    let name = format!("bench-s3-{label}-{topic}");
     let yaml = format!(
         "name: {name}\nconfig:\n  connector.class: s3-sink\n  tasks.max: 1\n  topics: {topic}\n  \
          s3.bucket.name: {bucket}\n  store.url: {ENDPOINT}\n  aws.access.key.id: wharf\n  \
-         aws.secret.access.key: wharf-secret\n  topics.dir: {format}\n  format.class: {format}\n  \
+         aws.secret.access.key: wharf-secret\n  topics.dir: {label}\n  format.class: {format}\n  \
          flush.size: {FILE_RECORDS}\n  s3.part.size: {PART}\n  s3.part.upload.concurrency: {IN_FLIGHT}\n  \
          batch.max.records: 2000\n  plugin.call.timeout.ms: 120000\n"
     );
     let configs = vec![parse(&yaml, "s3.yaml", None)?];
     let prepared = worker::prepare_all(host, &configs).await?;
-    let offsets = FileOffsetStore::open(&dir.join(format!("{format}.offsets.json")))?;
+    let offsets = FileOffsetStore::open(&dir.join(format!("{label}.offsets.json")))?;
     let begun = Instant::now();
     let running = worker::start(prepared, offsets, Some(hub.clone())).await?;
     let files = (n / FILE_RECORDS) as usize;
@@ -201,7 +205,7 @@ async fn wharf(
                 start = Some(Instant::now());
             }
         }
-        if objects(s3, bucket, &format!("{format}/")).await? >= files {
+        if objects(s3, bucket, &format!("{label}/")).await? >= files {
             break;
         }
         if begun.elapsed() > Duration::from_secs(900) {
@@ -221,6 +225,11 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(200);
     // Whole files only: the sink writes a file when it has FILE_RECORDS.
     let n = ((mb * 1_000_000 / 1024) / FILE_RECORDS).max(1) * FILE_RECORDS;
+    let rounds: u32 = std::env::var("BENCH_S3_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let rt = tokio::runtime::Runtime::new()?;
     let dir = std::env::temp_dir().join(format!("wharf-bench-s3-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -236,15 +245,23 @@ fn main() -> anyhow::Result<()> {
     let topic = format!("bench-s3-{run}");
     eprintln!("[bench] producing {n} × 1 KiB JSON records to {topic}");
     rt.block_on(produce(&topic, n))?;
-    eprintln!("[bench] direct multipart upload");
-    let (limit, bytes) = rt.block_on(direct(&s3, &bucket, n))?;
-    eprintln!("[bench] Kafka -> s3-sink (json)");
-    let json = rt.block_on(wharf(
-        &host, &hub, &s3, &bucket, &topic, "json", n, bytes, &dir,
-    ))?;
+    // Direct and JSON runs alternate, each round compared within itself: on
+    // a shared machine the rate drifts more between rounds than within one.
+    let mut json = Vec::new();
+    let mut bytes = 0;
+    for round in 1..=rounds {
+        eprintln!("[bench] round {round}/{rounds}: direct multipart upload");
+        let (limit, b) = rt.block_on(direct(&s3, &bucket, n))?;
+        bytes = b;
+        eprintln!("[bench] round {round}/{rounds}: Kafka -> s3-sink (json)");
+        let rate = rt.block_on(wharf(
+            &host, &hub, &s3, &bucket, &topic, "json", round, n, bytes, &dir,
+        ))?;
+        json.push((limit, rate));
+    }
     eprintln!("[bench] Kafka -> s3-sink (parquet)");
     let parquet = rt.block_on(wharf(
-        &host, &hub, &s3, &bucket, &topic, "parquet", n, bytes, &dir,
+        &host, &hub, &s3, &bucket, &topic, "parquet", 1, n, bytes, &dir,
     ))?;
     println!(
         "Kafka → S3 (MinIO), {n} × 1 KiB JSON records ({:.0} MB), files of {FILE_RECORDS} records, \
@@ -254,12 +271,24 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| format | direct multipart upload (the limit) | Kafka → s3-sink | ratio |");
     println!("|--------|------------------------------------:|----------------:|------:|");
-    for (format, rate) in [("JSON lines", json), ("Parquet (snappy)", parquet)] {
+    for (round, (limit, rate)) in json.iter().enumerate() {
         println!(
-            "| {format} | {limit:.1} MB/s | {rate:.1} MB/s of records | {:.0}% |",
+            "| JSON lines (round {}) | {limit:.1} MB/s | {rate:.1} MB/s of records | {:.0}% |",
+            round + 1,
             100.0 * rate / limit
         );
     }
+    let (limit, _) = json[json.len() - 1];
+    println!(
+        "| Parquet (snappy) | {limit:.1} MB/s | {parquet:.1} MB/s of records | {:.0}% |",
+        100.0 * parquet / limit
+    );
+    let mut ratios: Vec<f64> = json.iter().map(|(l, r)| r / l).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "JSON: median {:.0}% of the direct rate over {rounds} round(s)",
+        100.0 * ratios[ratios.len() / 2]
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
