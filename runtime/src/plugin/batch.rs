@@ -27,7 +27,8 @@ impl RecordBatch {
         RecordBatch(types::Batch { count, data })
     }
 
-    /// A batch the host wrote itself (a Kafka consumer's records).
+    /// A batch the host wrote itself with `wharf-records` (a Kafka consumer's
+    /// messages, a bus delivery), so it is not checked again.
     pub fn from_writer(w: wharf_records::BatchWriter) -> Self {
         let (count, data) = w.finish();
         RecordBatch(types::Batch { count, data })
