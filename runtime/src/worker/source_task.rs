@@ -182,7 +182,13 @@ pub async fn run(
     {
         Ok(()) => {
             status.set(&id.connector, id.task, State::Stopped, None);
-            tracing::info!(connector = %id.connector, task = id.task, "source task stopped");
+            tracing::info!(
+                connector = %id.connector,
+                task = id.task,
+                records_polled = counters.records_in.load(std::sync::atomic::Ordering::Relaxed),
+                offsets_committed = counters.offsets_committed.load(std::sync::atomic::Ordering::Relaxed),
+                "source task stopped"
+            );
             Ok(())
         }
         Err(Failure(trace)) => {
@@ -307,12 +313,13 @@ fn start_commit(
     if acked.is_empty() {
         return None;
     }
-    let (offsets, connector) = (offsets.clone(), spec.id.connector.clone());
+    let (offsets, connector, task) = (offsets.clone(), spec.id.connector.clone(), spec.id.task);
     Some(tokio::spawn(async move {
         offsets
             .commit(&connector, &acked)
             .await
             .map_err(|e| Failure(format!("committing offsets: {e}")))?;
+        tracing::debug!(connector = %connector, task, offsets = ?acked, "source offsets committed");
         Ok(acked
             .iter()
             .map(|(p, o)| (p.to_string(), o.to_string()))
@@ -402,6 +409,7 @@ async fn run_inner(
         .map_err(|e| Failure(format!("open: {e}")))?;
     status.set(&id.connector, id.task, State::Running, None);
     tracing::info!(connector = %id.connector, task = id.task, resumed_partitions = stored.len(), "source task running");
+    tracing::debug!(connector = %id.connector, task = id.task, offsets = ?stored, "resumed from stored offsets");
 
     let mut pending = Pending::default();
     let mut last_commit = Instant::now();

@@ -62,9 +62,15 @@ impl Drop for Child {
 }
 
 pub fn spawn(dir: &Path, args: &[&str]) -> Child {
+    spawn_with_env(dir, args, &[])
+}
+
+/// `spawn` with extra environment, such as a finer `WHARF_LOG`.
+pub fn spawn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     Child(
         Command::new(WHARF)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("WHARF_COMPILE_CACHE", dir.join("cache"))
             // Tests run side by side: each worker's REST API on a free port.
