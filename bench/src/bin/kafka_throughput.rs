@@ -2,7 +2,8 @@
 //!   produce: datagen (wasm) → Kafka, vs `ProducerPerformance` (kafka-producer-perf-test)
 //!   consume: Kafka → discard (wasm sink, group connect-<name>), vs `ConsumerPerformance`
 //! Same broker, same record count and size, same producer settings (acks=all,
-//! idempotence, lz4, linger 5 ms), topics with 4 partitions.
+//! idempotence, lz4, linger 5 ms, one request in flight as Wharf's default;
+//! `BENCH_KAFKA_IN_FLIGHT` sets another for both), topics with 4 partitions.
 //! Run with `bench/run kafka` (needs `tests/services/up`).
 
 use std::collections::BTreeMap;
@@ -23,6 +24,11 @@ use wharf::worker;
 
 const PARTITIONS: i32 = 4;
 const BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// Produce requests in flight per connection, for both producers.
+fn in_flight() -> String {
+    std::env::var("BENCH_KAFKA_IN_FLIGHT").unwrap_or_else(|_| "1".into())
+}
 
 fn records_for(size: usize) -> u64 {
     let mb: u64 = std::env::var("BENCH_MB")
@@ -83,6 +89,7 @@ fn perf_produce(topic: &str, n: u64, size: usize) -> anyhow::Result<f64> {
         "enable.idempotence=true",
         "compression.type=lz4",
         "linger.ms=5",
+        &format!("max.in.flight.requests.per.connection={}", in_flight()),
     ])?;
     // "N records sent, X records/sec (Y MB/sec), ..." is the last line.
     let line = out
@@ -223,7 +230,13 @@ fn main() -> anyhow::Result<()> {
     let host = PluginHost::new(Some(dir.join("components")))?;
     let worker_config = WorkerConfig::from_map(
         "bench",
-        BTreeMap::from([("bootstrap.servers".to_string(), BOOTSTRAP.to_string())]),
+        BTreeMap::from([
+            ("bootstrap.servers".to_string(), BOOTSTRAP.to_string()),
+            (
+                "producer.max.in.flight.requests.per.connection".to_string(),
+                in_flight(),
+            ),
+        ]),
     )?;
     let hub = KafkaHub::connect(&worker_config)?;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -249,7 +262,10 @@ fn main() -> anyhow::Result<()> {
         let wharf_c = rt.block_on(wharf_consume(&host, &hub, &wharf_topic, n, &dir))?;
         rows.push((size, n, perf_p, wharf_p, perf_c, wharf_c));
     }
-    println!("Kafka throughput, same broker and run; records/s (MB/s)");
+    println!(
+        "Kafka throughput, same broker and run, {} produce request(s) in flight; records/s (MB/s)",
+        in_flight()
+    );
     println!("| record | records | producer-perf-test | datagen → Kafka | ratio | consumer-perf-test | Kafka → discard | ratio |");
     println!("|-------:|--------:|-------------------:|----------------:|------:|-------------------:|----------------:|------:|");
     let mb = |r: f64, size: usize| r * size as f64 / 1_048_576.0;

@@ -52,6 +52,7 @@ impl CompactedLog {
             &[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
+                crate::kafka::ONE_REQUEST_IN_FLIGHT,
                 ("linger.ms", "0"),
             ],
             &[hub.worker.prefixed("producer")],

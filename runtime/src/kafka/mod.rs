@@ -46,6 +46,19 @@ pub(crate) fn client_err(
     move |source| KafkaError::Client { what, source }
 }
 
+/// Every producer Wharf makes sends one request per broker at a time. With
+/// more in flight, librdkafka's idempotent producer counts an earlier batch
+/// that failed with a retriable error (say "not leader" on a partition whose
+/// leader is still being set up: a topic created a moment ago, a leader
+/// election) as written once a later batch of the same partition succeeds,
+/// and a broker with no state for the producer on that partition accepts
+/// the later batch: the earlier records are gone while their delivery
+/// reports say success (confluent-kafka-go#921; seen here as the first
+/// records of a new topic's partition missing). Connect's source producers
+/// run with one in flight too.
+pub(crate) const ONE_REQUEST_IN_FLIGHT: (&str, &str) =
+    ("max.in.flight.requests.per.connection", "1");
+
 /// Builds a client config: Wharf's defaults, then worker-level overrides,
 /// then connector-level ones (Connect's precedence).
 pub(crate) fn client_config(

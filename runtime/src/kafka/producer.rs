@@ -51,6 +51,7 @@ pub struct SourceProducer {
 const DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
+    super::ONE_REQUEST_IN_FLIGHT,
     ("linger.ms", "5"),
     ("compression.type", "lz4"),
     // Bounds what waits in the client; a full queue slows the source down.

@@ -41,6 +41,7 @@ impl TransactionalProducer {
             &[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
+                super::ONE_REQUEST_IN_FLIGHT,
                 ("linger.ms", "5"),
                 ("compression.type", "lz4"),
                 ("queue.buffering.max.kbytes", "16384"),

@@ -54,6 +54,7 @@ impl KafkaOffsetStore {
             &[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
+                crate::kafka::ONE_REQUEST_IN_FLIGHT,
                 ("linger.ms", "0"),
                 ("partitioner", "murmur2_random"),
             ],
