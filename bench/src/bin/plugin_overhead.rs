@@ -140,7 +140,7 @@ async fn wasm(host: &PluginHost, batch: u32) -> anyhow::Result<f64> {
         n += records.len() as u64;
         sink.put_batch(&records).await?;
     }
-    sink.flush().await?;
+    sink.flush(true).await?;
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 

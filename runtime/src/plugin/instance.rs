@@ -300,7 +300,9 @@ impl SinkInstance {
 
     /// Makes everything put durable but what the plugin says it still
     /// holds; returns the records it gave up on and those holdings.
-    pub async fn flush(&mut self) -> Result<Flushed, CallError> {
+    /// Unless `wait`, an S3 upload still completing in the background is
+    /// left to finish and the result says it is not durable yet.
+    pub async fn flush(&mut self, wait: bool) -> Result<Flushed, CallError> {
         let i = self.b.wharf_connector_sink_connector();
         let flushed = self
             .g
@@ -309,12 +311,11 @@ impl SinkInstance {
             .map_err(plugin_err)?;
         // An S3 upload the plugin completed may still be finishing: what
         // this flush returns is committed, so it must be whole first.
-        self.g
-            .store
-            .data_mut()
-            .s3_settled()
-            .await
-            .map_err(plugin_err)?;
+        let state = self.g.store.data_mut();
+        let durable = wait || !state.s3_completing();
+        if durable {
+            state.s3_settled().await.map_err(plugin_err)?;
+        }
         let rejected = flushed.rejected;
         let records = from_batch(rejected.records)?;
         if records.len() != rejected.reasons.len() {
@@ -339,6 +340,7 @@ impl SinkInstance {
                 .into_iter()
                 .map(|p| ((p.topic, p.partition), p.offset))
                 .collect(),
+            durable,
         })
     }
 
@@ -363,6 +365,9 @@ impl SinkInstance {
 pub struct Flushed {
     pub rejected: Vec<Rejection>,
     pub holding: std::collections::BTreeMap<(String, i32), i64>,
+    /// False when an S3 object is still completing: nothing may be
+    /// committed from this flush.
+    pub durable: bool,
 }
 
 pub struct TransformInstance {

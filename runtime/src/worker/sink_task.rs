@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use wharf_records::Record;
@@ -170,7 +170,14 @@ struct Task<'a> {
     counters: &'a TaskCounters,
     reporter: Reporter,
     shutdown: watch::Receiver<bool>,
+    /// Since when periodic flushes have found an S3 object still
+    /// completing and committed nothing.
+    deferred: Option<Instant>,
 }
+
+/// How long periodic commits may be put off for uploads completing in the
+/// background before a flush waits for one.
+const MAX_DEFER: Duration = Duration::from_secs(5);
 
 impl Task<'_> {
     async fn handle(
@@ -178,7 +185,7 @@ impl Task<'_> {
         records: RecordBatch,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         TaskCounters::add(&self.counters.records_in, records.len() as u64);
         TaskCounters::add(&self.counters.batches, 1);
         // Positions come from what was read, so records a transform drops
@@ -265,6 +272,18 @@ impl Task<'_> {
 
     /// Makes everything put durable; returns the Kafka positions to commit.
     async fn flush(&mut self) -> Result<Vec<(String, i32, i64)>, String> {
+        self.flush_when(true).await
+    }
+
+    /// A periodic flush: when an S3 object is still completing in the
+    /// background it commits nothing rather than stall the stream until the
+    /// object is whole (a later flush commits it), for at most `MAX_DEFER`.
+    async fn flush_periodic(&mut self) -> Result<Vec<(String, i32, i64)>, String> {
+        let overdue = self.deferred.is_some_and(|t| t.elapsed() >= MAX_DEFER);
+        self.flush_when(overdue).await
+    }
+
+    async fn flush_when(&mut self, wait: bool) -> Result<Vec<(String, i32, i64)>, String> {
         // A sink holding records (an S3 file waiting to rotate on a schedule)
         // is flushed even when nothing new came.
         if self.held.batches == 0 && self.held.holding.is_empty() {
@@ -273,7 +292,7 @@ impl Task<'_> {
         let mut retry = self.spec.errors.retry.start(Operation::Task);
         let mut shutdown = self.shutdown.clone();
         let flushed = loop {
-            match self.inst.flush().await {
+            match self.inst.flush(wait).await {
                 Ok(r) => break r,
                 Err(e) => {
                     if !retry.again(&e, &mut shutdown).await {
@@ -284,6 +303,7 @@ impl Task<'_> {
             }
         };
         self.held.holding = flushed.holding;
+        let flushed_durable = flushed.durable;
         for r in flushed.rejected {
             let rec = &r.record;
             if !r.deliberate && !self.spec.errors.tolerate_all {
@@ -299,6 +319,11 @@ impl Task<'_> {
             self.refuse(rec, Stage::TaskPut, &class, &r.reason).await?;
         }
         self.reporter.settle().await?;
+        if !flushed_durable {
+            self.deferred.get_or_insert_with(Instant::now);
+            return Ok(Vec::new());
+        }
+        self.deferred = None;
         self.held.batches = 0;
         for d in self.held.deliveries.drain(..) {
             d.ack();
@@ -332,6 +357,7 @@ async fn run_inner(
         inst,
         chain,
         held: Held::default(),
+        deferred: None,
         counters,
         reporter: Reporter::new(
             spec.errors.clone(),
@@ -356,10 +382,10 @@ async fn run_inner(
                     task.handle(records, &mut shutdown).await?;
                     task.held.deliveries.push(d);
                     if task.held.batches >= MAX_HELD {
-                        task.flush().await?;
+                        task.flush_periodic().await?;
                     }
                 }
-                _ = tick.tick() => { task.flush().await?; }
+                _ = tick.tick() => { task.flush_periodic().await?; }
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         // Stopping: take what sources already queued, then
@@ -421,7 +447,7 @@ async fn consume(
                 Some(ConsumerEvent::Records(records)) => {
                     task.handle(records, shutdown).await?;
                     if task.held.batches >= MAX_HELD {
-                        let positions = task.flush().await?;
+                        let positions = task.flush_periodic().await?;
                         commit(consumer, positions, task.counters).await;
                     }
                 }
@@ -434,7 +460,7 @@ async fn consume(
                 }
             },
             _ = tick.tick() => {
-                let positions = task.flush().await?;
+                let positions = task.flush_periodic().await?;
                 commit(consumer, positions, task.counters).await;
                 task.counters.consumer_lag.set(consumer.lag());
             }
