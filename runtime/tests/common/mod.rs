@@ -91,9 +91,12 @@ pub fn spawn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child 
 }
 
 /// (partition -> sequence numbers in file order) from the sink's output.
+/// A last line without its newline is still being written, and is skipped.
 pub fn read_output(path: &Path) -> std::collections::BTreeMap<u64, Vec<u64>> {
     let mut out = std::collections::BTreeMap::<u64, Vec<u64>>::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in whole.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         let p = v["partition"].as_u64().expect("partition");
         out.entry(p)
