@@ -303,7 +303,6 @@ impl Task<'_> {
             }
         };
         self.held.holding = flushed.holding;
-        let flushed_durable = flushed.durable;
         for r in flushed.rejected {
             let rec = &r.record;
             if !r.deliberate && !self.spec.errors.tolerate_all {
@@ -319,7 +318,7 @@ impl Task<'_> {
             self.refuse(rec, Stage::TaskPut, &class, &r.reason).await?;
         }
         self.reporter.settle().await?;
-        if !flushed_durable {
+        if !flushed.durable {
             self.deferred.get_or_insert_with(Instant::now);
             return Ok(Vec::new());
         }

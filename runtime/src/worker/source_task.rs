@@ -3,6 +3,7 @@
 //! is acknowledged downstream (Connect's WorkerSourceTask, in wasm).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,8 +186,8 @@ pub async fn run(
             tracing::info!(
                 connector = %id.connector,
                 task = id.task,
-                records_polled = counters.records_in.load(std::sync::atomic::Ordering::Relaxed),
-                offsets_committed = counters.offsets_committed.load(std::sync::atomic::Ordering::Relaxed),
+                records_polled = counters.records_in.load(Relaxed),
+                offsets_committed = counters.offsets_committed.load(Relaxed),
                 "source task stopped"
             );
             Ok(())
