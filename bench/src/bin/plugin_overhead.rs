@@ -37,6 +37,14 @@ fn datagen_config() -> Vec<(String, String)> {
     .collect()
 }
 
+/// A plugin's component: the one the runtime build made (the same bytes as
+/// the built-in datagen), or one from `BENCH_PLUGIN_DIR`, to measure a
+/// rebuilt guest without rebuilding the host.
+fn component(name: &str) -> String {
+    let dir = std::env::var("BENCH_PLUGIN_DIR").unwrap_or_else(|_| TEST_PLUGIN_DIR.to_string());
+    format!("{dir}/wharf_{name}.wasm")
+}
+
 fn measure_for() -> Duration {
     let secs = std::env::var("BENCH_SECONDS")
         .ok()
@@ -119,13 +127,9 @@ async fn wasm(host: &PluginHost, batch: u32) -> anyhow::Result<f64> {
         task: 0,
     };
     let limits = Limits::default();
-    let datagen = host.load("datagen").await?;
-    let identity = host
-        .load(&format!("{TEST_PLUGIN_DIR}/wharf_identity.wasm"))
-        .await?;
-    let discard = host
-        .load(&format!("{TEST_PLUGIN_DIR}/wharf_discard.wasm"))
-        .await?;
+    let datagen = host.load(&component("datagen")).await?;
+    let identity = host.load(&component("identity")).await?;
+    let discard = host.load(&component("discard")).await?;
     let mut source = datagen.source(id("source"), limits.clone()).await?;
     source.open(&datagen_config(), &[]).await?;
     let mut transform = identity.transform(id("transform"), limits.clone()).await?;
@@ -151,13 +155,9 @@ async fn stages(host: &PluginHost) -> anyhow::Result<(f64, f64, f64)> {
         task: 0,
     };
     let limits = Limits::default();
-    let datagen = host.load("datagen").await?;
-    let identity = host
-        .load(&format!("{TEST_PLUGIN_DIR}/wharf_identity.wasm"))
-        .await?;
-    let discard = host
-        .load(&format!("{TEST_PLUGIN_DIR}/wharf_discard.wasm"))
-        .await?;
+    let datagen = host.load(&component("datagen")).await?;
+    let identity = host.load(&component("identity")).await?;
+    let discard = host.load(&component("discard")).await?;
     let mut source = datagen.source(id("source"), limits.clone()).await?;
     source.open(&datagen_config(), &[]).await?;
     let mut transform = identity.transform(id("transform"), limits.clone()).await?;

@@ -206,6 +206,34 @@ impl BatchWriter {
     }
 }
 
+/// Whether `b` is ASCII, for the short strings of a record: up to 16 bytes
+/// are tested as two overlapping words, where `is_ascii` walks input shorter
+/// than a word a byte at a time and aligns longer input first.
+#[inline]
+fn is_ascii_short(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |s: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        u64::from_le_bytes(a)
+    };
+    let half = |s: &[u8]| {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(s);
+        u64::from(u32::from_le_bytes(a))
+    };
+    let n = b.len();
+    if (8..=16).contains(&n) {
+        (word(&b[..8]) | word(&b[n - 8..])) & HIGH == 0
+    } else if (4..8).contains(&n) {
+        (half(&b[..4]) | half(&b[n - 4..])) & HIGH == 0
+    } else if n < 4 {
+        b.iter().all(u8::is_ascii)
+    } else {
+        b.is_ascii()
+    }
+}
+
 /// Encodes a slice of records into (count, buffer).
 pub fn encode(records: &[Record]) -> (u32, Vec<u8>) {
     let mut w = BatchWriter::with_capacity(records.iter().map(Record::encoded_len).sum());
@@ -375,13 +403,19 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let s = self.data.get(self.pos..end).ok_or("truncated")?;
-        self.pos = end;
+        // `pos <= data.len()` always holds, so this cannot overflow, even
+        // with a 32-bit usize.
+        if n > self.data.len() - self.pos {
+            return Err("truncated");
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
         Ok(s)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
         let s = self.take(N)?;
         let mut a = [0u8; N];
@@ -389,19 +423,21 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
         let n = u32::from_le_bytes(self.array()?) as usize;
         self.take(n)
     }
 
+    #[inline]
     #[allow(unsafe_code)]
     fn str(&mut self) -> Result<&'a str, &'static str> {
         let b = self.bytes()?;
-        // Topics and source offsets are short ASCII strings; `is_ascii` is
-        // inlined and word-wide, where `from_utf8` is a call that walks
-        // short input a byte at a time. A host checks every string of
-        // every batch a plugin returns, so this is on the hot path.
-        if b.is_ascii() {
+        // Topics and source offsets are short ASCII strings, and a host
+        // checks every string of every batch a plugin returns: this is on
+        // the hot path, where `from_utf8` is a call that walks short input
+        // a byte at a time.
+        if is_ascii_short(b) {
             // SAFETY: ASCII bytes are valid UTF-8.
             return Ok(unsafe { std::str::from_utf8_unchecked(b) });
         }
@@ -410,21 +446,21 @@ impl<'a> Reader<'a> {
 
     /// Checks one record as [`Reader::view`] reads it, with the same errors.
     fn skip_record(&mut self) -> Result<(), &'static str> {
+        // Bytes of the fixed fields, indexed by the partition, offset and
+        // timestamp flag bits (4, 8 and 8 bytes).
+        const FIXED: [usize; 8] = [0, 4, 8, 12, 8, 12, 16, 20];
+        const _: () = assert!(PARTITION == 1 << 2 && OFFSET == 1 << 3 && TIMESTAMP == 1 << 4);
         let [flags] = self.array::<1>()?;
         if flags & !KNOWN != 0 {
             return Err("unknown flag bits");
         }
         self.str()?;
-        let fixed: usize = [(PARTITION, 4), (OFFSET, 8), (TIMESTAMP, 8)]
-            .iter()
-            .filter(|(flag, _)| flags & flag != 0)
-            .map(|(_, len)| len)
-            .sum();
-        self.take(fixed)?;
-        for flag in [KEY, VALUE] {
-            if flags & flag != 0 {
-                self.bytes()?;
-            }
+        self.take(FIXED[usize::from((flags >> 2) & 7)])?;
+        if flags & KEY != 0 {
+            self.bytes()?;
+        }
+        if flags & VALUE != 0 {
+            self.bytes()?;
         }
         let n = u16::from_le_bytes(self.array()?);
         for _ in 0..n {
@@ -500,6 +536,19 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_short_ascii_check_agrees_with_is_ascii_at_every_length() {
+        for n in 0..40usize {
+            let b: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(is_ascii_short(&b), "length {n}");
+            for at in 0..n {
+                let mut high = b.clone();
+                high[at] = 0xC3;
+                assert!(!is_ascii_short(&high), "length {n}, high byte at {at}");
+            }
+        }
+    }
 
     fn sample(i: i64) -> Record {
         Record {
