@@ -218,7 +218,8 @@ fn native_stages() -> anyhow::Result<(f64, f64, f64)> {
     Ok((polled, applied, put))
 }
 
-/// Records per second through the standalone worker with the same plugins.
+/// Records per second through the standalone worker with the same plugins,
+/// counted as the sink made them durable (its flush returned).
 async fn worker_run(host: &PluginHost, batch: u32, dir: &std::path::Path) -> anyhow::Result<f64> {
     let source = format!(
         "name: bench-source\nconfig:\n  connector.class: datagen\n  topic: bench\n  rate: 0\n  \
@@ -242,9 +243,11 @@ async fn worker_run(host: &PluginHost, batch: u32, dir: &std::path::Path) -> any
             .snapshot()
             .iter()
             .filter(|(c, ..)| c == "bench-sink")
+            // What the sink made durable, not what it was handed: a
+            // worker that reads fast and flushes late is not faster.
             .map(|(.., counters)| {
                 counters
-                    .records_in
+                    .records_durable
                     .load(std::sync::atomic::Ordering::Relaxed)
             })
             .sum::<u64>()

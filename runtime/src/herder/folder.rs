@@ -57,14 +57,41 @@ pub async fn watch_dir(herder: Arc<Herder>, dir: PathBuf, every: Duration) {
                 }
             }
         }
+        let mut changed = Vec::new();
         for file in files {
             let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
             if applied.get(&file).is_some_and(|a| a.modified == modified) {
                 continue;
             }
+            let sinks_first = !declares_a_sink(&herder, &file).await;
+            changed.push((sinks_first, file, modified));
+        }
+        // Sinks before sources: on the in-process bus a topic with no reader
+        // yet is dropped, so a source and its sink arriving together must
+        // find the sink subscribed.
+        changed.sort_by_key(|(source_only, ..)| *source_only);
+        for (_, file, modified) in changed {
             apply_file(&herder, &file, modified, &mut applied).await;
         }
     }
+}
+
+/// Whether a file defines a sink connector (a broken file: no, and it is
+/// reported when applied).
+async fn declares_a_sink(herder: &Herder, file: &Path) -> bool {
+    let Ok(configs) = load_file(file) else {
+        return false;
+    };
+    for c in &configs {
+        if let Some(class) = c.class() {
+            if let Ok(p) = herder.plugin_host().load(class).await {
+                if p.kind() == crate::plugin::PluginKind::Sink {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 async fn apply_file(

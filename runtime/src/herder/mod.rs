@@ -219,6 +219,16 @@ impl Herder {
         })
     }
 
+    /// How many connectors this worker knows, without waiting: `None` while
+    /// a change holds the table (a stop that waits on its tasks), so a
+    /// health probe never hangs behind one.
+    pub fn connector_count_now(&self) -> Option<usize> {
+        if let Some(c) = &self.cluster {
+            return Some(c.records().len());
+        }
+        self.connectors.try_lock().ok().map(|m| m.len())
+    }
+
     pub async fn names(&self) -> Vec<String> {
         if let Some(c) = &self.cluster {
             return c.records().into_keys().collect();

@@ -9,6 +9,9 @@ use crate::worker::Target;
 
 use super::{Herder, HerderError};
 
+type ConnectorsGuard<'a> =
+    tokio::sync::MutexGuard<'a, std::collections::BTreeMap<String, super::Entry>>;
+
 const NOT_STOPPED: &str = "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{connector}/stop' endpoint";
 
 /// One requested change: partition and new offset (None removes it).
@@ -82,12 +85,14 @@ fn kafka_err(e: crate::kafka::KafkaError) -> HerderError {
 }
 
 impl Herder {
-    /// What the connector and its kind are, refusing unknown names.
+    /// What the connector and its kind are, refusing unknown names. The
+    /// guard comes back too: a change holds it until it is done, so the
+    /// connector cannot be resumed between the STOPPED check and the write.
     async fn offsets_target(
         &self,
         name: &str,
         must_be_stopped: bool,
-    ) -> Result<(PluginKind, Vec<String>), HerderError> {
+    ) -> Result<(PluginKind, Vec<String>, ConnectorsGuard<'_>), HerderError> {
         let map = self.connectors.lock().await;
         let e = map
             .get(name)
@@ -97,7 +102,8 @@ impl Herder {
                 NOT_STOPPED.replace("{connector}", name),
             ));
         }
-        Ok((e.prepared.plugin.kind(), e.prepared.topics().to_vec()))
+        let (kind, topics) = (e.prepared.plugin.kind(), e.prepared.topics().to_vec());
+        Ok((kind, topics, map))
     }
 
     fn no_kafka_for_sink(&self) -> HerderError {
@@ -108,7 +114,8 @@ impl Herder {
 
     /// GET /connectors/{name}/offsets.
     pub async fn offsets(&self, name: &str) -> Result<Value, HerderError> {
-        let (kind, topics) = self.offsets_target(name, false).await?;
+        let (kind, topics, map) = self.offsets_target(name, false).await?;
+        drop(map);
         let offsets: Vec<Value> = if kind == PluginKind::Sink {
             match self.kafka() {
                 None => Vec::new(),
@@ -145,7 +152,7 @@ impl Herder {
     /// PATCH /connectors/{name}/offsets.
     pub async fn alter_offsets(&self, name: &str, body: &Value) -> Result<Value, HerderError> {
         let changes = parse_body(body)?;
-        let (kind, topics) = self.offsets_target(name, true).await?;
+        let (kind, topics, _held) = self.offsets_target(name, true).await?;
         if kind == PluginKind::Sink {
             let hub = self.kafka().ok_or_else(|| self.no_kafka_for_sink())?;
             let changes = changes
@@ -169,7 +176,7 @@ impl Herder {
 
     /// DELETE /connectors/{name}/offsets.
     pub async fn reset_offsets(&self, name: &str) -> Result<Value, HerderError> {
-        let (kind, _) = self.offsets_target(name, true).await?;
+        let (kind, _, _held) = self.offsets_target(name, true).await?;
         if kind == PluginKind::Sink {
             if let Some(hub) = self.kafka() {
                 hub.delete_group(&format!("connect-{name}"))

@@ -32,6 +32,38 @@ pub enum ConsumerEvent {
         partitions: Vec<(String, i32)>,
         reply: std::sync::mpsc::SyncSender<Vec<(String, i32, i64)>>,
     },
+    /// The consumer cannot go on (not authorized, topic missing for good):
+    /// the task fails with this reason instead of idling with a log line.
+    Failed(String),
+}
+
+/// How long a subscribed topic may be missing before the task fails: long
+/// enough for a source created at the same time to create it.
+const MISSING_TOPIC_GRACE: Duration = Duration::from_secs(60);
+
+/// Sorts a consumer error: `Some(reason)` when retrying cannot help.
+fn fatal_reason(
+    e: &rdkafka::error::KafkaError,
+    missing_since: &mut Option<Instant>,
+) -> Option<String> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match e.rdkafka_error_code()? {
+        Code::TopicAuthorizationFailed
+        | Code::GroupAuthorizationFailed
+        | Code::ClusterAuthorizationFailed
+        | Code::SaslAuthenticationFailed
+        | Code::Fatal => Some(format!("the consumer cannot read: {e}")),
+        Code::UnknownTopicOrPartition | Code::UnknownTopic => {
+            let since = *missing_since.get_or_insert_with(Instant::now);
+            (since.elapsed() >= MISSING_TOPIC_GRACE).then(|| {
+                format!(
+                    "a subscribed topic has not existed for {} s: {e}",
+                    since.elapsed().as_secs()
+                )
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Batches a sink task may have waiting before its consumer waits.
@@ -246,12 +278,26 @@ impl SinkConsumer {
     }
 
     /// Stops polling; the caller commits what it flushed, then drops this.
+    ///
+    /// The thread may be inside a rebalance callback waiting for the task to
+    /// answer a `Revoked` it sent (the task loop has stopped reading), so
+    /// events still queued are dropped until the thread ends: a dropped
+    /// reply tells the callback that nothing will be committed, and the
+    /// partitions go to their next owner from the group's committed offsets.
     pub async fn stop_polling(&mut self) {
         self.stop.store(true, Ordering::Release);
+        // After close no new event can be queued, so draining ends.
         self.events.close();
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        while !thread.is_finished() {
+            while let Ok(event) = self.events.try_recv() {
+                drop(event);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 
     /// Records in Kafka this task has not processed yet, summed over its
@@ -309,6 +355,7 @@ fn poll_loop(
     let mut paused_at: Option<u64> = None;
     let mut full_since: Option<Instant> = None;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut missing_since: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         // Hand over what is held; pause while the task is behind.
         let pending = lock().take();
@@ -355,8 +402,16 @@ fn poll_loop(
         let mut linger_until: Option<Instant> = None;
         while (batch.len() as usize) < batch_max {
             match consumer.poll(wait) {
-                Some(Ok(m)) => push_message(&mut batch, &m),
+                Some(Ok(m)) => {
+                    missing_since = None;
+                    push_message(&mut batch, &m)
+                }
                 Some(Err(e)) => {
+                    if let Some(reason) = fatal_reason(&e, &mut missing_since) {
+                        tracing::error!("{reason}");
+                        let _ = tx.blocking_send(ConsumerEvent::Failed(reason));
+                        return;
+                    }
                     let n = errors.entry(e.to_string()).or_default();
                     *n += 1;
                     if n.is_power_of_two() {
@@ -395,5 +450,37 @@ fn set_paused(consumer: &BaseConsumer<SinkContext>, pause: bool) {
     };
     if let Err(e) = r {
         tracing::warn!(pause, "pausing/resuming partitions: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError as RdError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn authorization_fails_the_task_at_once_and_transient_errors_do_not() {
+        let mut since = None;
+        let denied = RdError::MessageConsumption(Code::TopicAuthorizationFailed);
+        let reason = fatal_reason(&denied, &mut since).expect("fatal");
+        assert!(reason.contains("cannot read"), "{reason}");
+        let transient = RdError::MessageConsumption(Code::BrokerTransportFailure);
+        assert_eq!(fatal_reason(&transient, &mut since), None);
+    }
+
+    #[test]
+    fn a_missing_topic_fails_the_task_only_after_the_grace() {
+        let missing = RdError::MessageConsumption(Code::UnknownTopicOrPartition);
+        let mut since = None;
+        assert_eq!(
+            fatal_reason(&missing, &mut since),
+            None,
+            "at first it waits"
+        );
+        assert!(since.is_some());
+        since = Instant::now().checked_sub(MISSING_TOPIC_GRACE + Duration::from_secs(1));
+        let reason = fatal_reason(&missing, &mut since).expect("fatal after the grace");
+        assert!(reason.contains("has not existed"), "{reason}");
     }
 }

@@ -168,7 +168,14 @@ impl KafkaHub {
             self.worker.prefixed("producer"),
             connector_prefixed(c, "producer.override"),
         ];
-        let (bootstrap, id) = (self.bootstrap.clone(), transactional_id(&c.name, task));
+        let (bootstrap, id) = (
+            self.bootstrap.clone(),
+            transactional_id(
+                self.worker.map.get("group.id").map(String::as_str),
+                &c.name,
+                task,
+            ),
+        );
         tokio::task::spawn_blocking(move || TransactionalProducer::new(&bootstrap, &layers, &id))
             .await
             .map_err(|e| KafkaError::Timeout(format!("transactional producer task: {e}")))?

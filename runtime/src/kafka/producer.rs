@@ -31,13 +31,66 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Arc<BatchAck>) {
         match result {
             Ok(_) => ack.settle_one(),
+            Err((e, m)) if ack.tolerates_skips() && refuses_the_record(e) => {
+                let reason = format!("Kafka refused a record for topic '{}': {e}", m.topic());
+                ack.skip(owned(m), reason)
+            }
             Err((e, m)) => ack.fail(|| {
                 format!(
-                    "Kafka did not accept a record for topic '{}': {e}",
-                    m.topic()
+                    "Kafka did not accept a record for topic '{}': {e}{}",
+                    m.topic(),
+                    hint(e)
                 )
             }),
         }
+    }
+}
+
+/// Errors about the record itself, which no retry can fix: with
+/// `errors.tolerance=all` such a record is skipped and reported (KIP-779).
+/// Everything else (brokers away, timeouts, authorization) still fails the
+/// batch, so nothing is passed over for a reason outside the record.
+fn refuses_the_record(e: &RdError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTimestamp
+        )
+    )
+}
+
+/// What a user can do about a record Kafka refuses: the task fails again
+/// on the same record after every restart, so the trace says how out.
+fn hint(e: &RdError) -> &'static str {
+    if refuses_the_record(e) {
+        " (the task fails on this record until it is passed over: set errors.tolerance=all to skip and report such records, or raise the producer's message.max.bytes and the topic's max.message.bytes)"
+    } else {
+        ""
+    }
+}
+
+/// The refused message as a record, for the error report and dead letter.
+fn owned(m: &impl Message) -> Record {
+    use rdkafka::message::Headers;
+    Record {
+        topic: m.topic().to_string(),
+        partition: Some(m.partition()),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..Record::default()
     }
 }
 
@@ -114,8 +167,15 @@ impl SourceProducer {
     /// Hands every record to the producer; the returned acknowledgement
     /// completes when Kafka has them all, or is marked lost. Waits while the
     /// producer's queue is full (backpressure).
-    pub async fn publish(&self, records: &[Record]) -> Arc<BatchAck> {
-        let ack = Arc::new(BatchAck::new(records.len()));
+    ///
+    /// `tolerant` (`errors.tolerance=all`): a record Kafka refuses for itself
+    /// is skipped and reported on the acknowledgement instead.
+    pub async fn publish(&self, records: &[Record], tolerant: bool) -> Arc<BatchAck> {
+        let ack = Arc::new(if tolerant {
+            BatchAck::tolerant(records.len())
+        } else {
+            BatchAck::new(records.len())
+        });
         for r in records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
@@ -145,8 +205,14 @@ impl SourceProducer {
                         msg = back;
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
+                    // Refused before it left (larger than message.max.bytes).
+                    Err((e, _)) if tolerant && refuses_the_record(&e) => {
+                        let reason = format!("Kafka refused a record for topic '{}': {e}", r.topic);
+                        ack.skip(r.clone(), reason);
+                        break;
+                    }
                     Err((e, _)) => {
-                        ack.fail(|| format!("producing to topic '{}': {e}", r.topic));
+                        ack.fail(|| format!("producing to topic '{}': {e}{}", r.topic, hint(&e)));
                         return ack;
                     }
                 }

@@ -23,9 +23,15 @@ pub struct TransactionalProducer {
 }
 
 /// The transactional id of one task: stable across restarts, so a restart
-/// fences the task's previous incarnation.
-pub fn transactional_id(connector: &str, task: i32) -> String {
-    format!("wharf-{connector}-{task}")
+/// fences the task's previous incarnation. Namespaced by the worker group
+/// (Connect's `${group.id}-${connector}-${task}`), so two deployments on one
+/// Kafka cluster with a connector of the same name do not fence each other;
+/// a standalone worker (no `group.id`) keeps `wharf-`.
+pub fn transactional_id(group: Option<&str>, connector: &str, task: i32) -> String {
+    match group.map(str::trim).filter(|g| !g.is_empty()) {
+        Some(g) => format!("{g}-{connector}-{task}"),
+        None => format!("wharf-{connector}-{task}"),
+    }
 }
 
 impl TransactionalProducer {
@@ -148,5 +154,19 @@ impl TransactionalProducer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transactional_ids_are_namespaced_by_the_worker_group() {
+        use super::transactional_id;
+        assert_eq!(transactional_id(None, "c", 0), "wharf-c-0");
+        assert_eq!(transactional_id(Some("prod"), "c", 1), "prod-c-1");
+        assert_ne!(
+            transactional_id(Some("a"), "c", 0),
+            transactional_id(Some("b"), "c", 0)
+        );
     }
 }

@@ -156,6 +156,11 @@ impl KafkaOffsetStore {
     }
 
     pub async fn reset(&self, connector: &str) -> Result<(), OffsetError> {
+        // In a group, keys another worker committed may be missing here:
+        // read the topic again so every one of them gets its tombstone.
+        if self.shared.load(std::sync::atomic::Ordering::Relaxed) {
+            self.refresh().await?;
+        }
         let keys: Vec<(String, Option<Value>)> = {
             let entries = self.entries.lock().await;
             entries

@@ -218,10 +218,13 @@ impl FileOffsetStore {
         &self,
         update: impl FnOnce(&mut BTreeMap<String, Value>),
     ) -> Result<(), OffsetError> {
-        // The lock is held across the write so concurrent commits land in order.
+        // The lock is held across the write so concurrent commits land in
+        // order. The change is made on a copy and kept only once it is on
+        // disk: a failed write leaves what a reader sees as it was.
         let mut entries = self.entries.lock().await;
-        update(&mut entries);
-        let snapshot = serde_json::to_vec_pretty(&*entries).map_err(|e| OffsetError::Corrupt {
+        let mut next = entries.clone();
+        update(&mut next);
+        let snapshot = serde_json::to_vec_pretty(&next).map_err(|e| OffsetError::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
@@ -231,7 +234,9 @@ impl FileOffsetStore {
             .map_err(|e| OffsetError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other(e),
-            })?
+            })??;
+        *entries = next;
+        Ok(())
     }
 }
 
@@ -298,6 +303,27 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_cannot_be_written_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("wharf-offsets-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory where the file's temporary copy would go: the write fails.
+        let path = dir.join("offsets.json");
+        std::fs::create_dir_all(path.with_extension("tmp")).unwrap();
+        let store = FileOffsetStore::open(&path).unwrap();
+        let p = canonical("{\"partition\":0}").unwrap();
+        let err = store
+            .commit("gen", &[(p, canonical("{\"seq\":5}").unwrap())])
+            .await;
+        assert!(err.is_err(), "the write was expected to fail");
+        assert!(
+            store.load("gen").await.is_empty(),
+            "memory moved past the disk"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

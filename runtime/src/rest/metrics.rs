@@ -39,6 +39,11 @@ const TASK_COUNTERS: &[CounterDef] = &[
         "Records the task handed on (to Kafka or the bus, or put into the sink).",
         |c| &c.records_out,
     ),
+    (
+        "wharf_task_records_durable_total",
+        "Sinks: records read that the sink's flush made durable.",
+        |c| &c.records_durable,
+    ),
     ("wharf_task_batches_total", "Batches processed.", |c| {
         &c.batches
     }),

@@ -119,7 +119,9 @@ async fn healthz(State(api): State<Api>) -> Response {
     Json(json!({
         "status": "UP",
         "worker_id": api.herder.worker_id(),
-        "connectors": api.herder.names().await.len(),
+        // Answered without the herder's lock: a probe must not wait
+        // behind a connector that is stopping.
+        "connectors": api.herder.connector_count_now(),
         "tasks": tasks.len(),
         "failed_tasks": failed,
         "uptime_seconds": api.started.elapsed().as_secs(),

@@ -3,10 +3,10 @@
 //! partition, with acknowledgements so source offsets are committed only
 //! after every sink that received a batch has flushed it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use wharf_records::BatchWriter;
 
 use crate::plugin::RecordBatch;
@@ -50,9 +50,24 @@ struct Subscriber {
 /// Routes by topic. Sink connectors subscribe and unsubscribe while sources
 /// publish (connectors come and go through the REST API), so the table sits
 /// behind a lock that `publish` holds only while it sorts a batch.
+///
+/// There is no log behind the bus: a batch acknowledged with no reader is
+/// lost. So a topic that has or had a reader is *claimed* for good, and a
+/// batch for a claimed topic with no reader right now (its sink stopped,
+/// restarting, being reconfigured or deleted) waits until one subscribes:
+/// the source is held back, and its offsets do not move past the batch.
+/// Only a topic no sink ever read is dropped (the source task says so).
 #[derive(Default)]
 pub struct Bus {
-    sinks: RwLock<HashMap<String, Subscriber>>,
+    table: RwLock<Table>,
+    /// Woken on every subscription, for batches waiting for a reader.
+    subscribed: Notify,
+}
+
+#[derive(Default)]
+struct Table {
+    sinks: HashMap<String, Subscriber>,
+    claimed: HashSet<String>,
 }
 
 /// Records bound for one sink task, by (sink connector's place in the table
@@ -72,8 +87,9 @@ impl Bus {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..tasks.max(1))
             .map(|_| mpsc::channel(SINK_QUEUE_BATCHES))
             .unzip();
-        if let Ok(mut sinks) = self.sinks.write() {
-            sinks.insert(
+        if let Ok(mut table) = self.table.write() {
+            table.claimed.extend(topics.iter().cloned());
+            table.sinks.insert(
                 connector.to_string(),
                 Subscriber {
                     topics: topics.to_vec(),
@@ -81,50 +97,47 @@ impl Bus {
                 },
             );
         }
+        self.subscribed.notify_waiters();
         rxs
     }
 
-    /// Stops routing to a sink connector (stopped or deleted).
+    /// Stops routing to a sink connector (stopped or deleted). Its topics
+    /// stay claimed: their batches wait for the next reader.
     pub fn unsubscribe(&self, connector: &str) {
-        if let Ok(mut sinks) = self.sinks.write() {
-            sinks.remove(connector);
+        if let Ok(mut table) = self.table.write() {
+            table.sinks.remove(connector);
         }
     }
 
+    /// Whether a batch for `topic` goes anywhere: a reader now, or one to
+    /// wait for. False only for topics no sink ever read.
     pub fn has_subscribers(&self, topic: &str) -> bool {
-        self.sinks
-            .read()
-            .is_ok_and(|s| s.values().any(|sub| sub.topics.iter().any(|t| t == topic)))
+        self.table.read().is_ok_and(|t| t.claimed.contains(topic))
     }
 
     /// Sends a batch to every subscribed sink task, waiting while queues are
-    /// full (backpressure). Records of topics nobody reads are dropped. Each
-    /// task's share is copied out of the batch as encoded bytes.
+    /// full (backpressure) and while a claimed topic of the batch has no
+    /// reader. Records of topics nobody ever read are dropped. Each task's
+    /// share is copied out of the batch as encoded bytes.
     pub async fn publish(&self, records: &RecordBatch) -> Arc<BatchAck> {
-        let mut parts = Parts::new();
-        if let Ok(sinks) = self.sinks.read() {
-            for r in records.views() {
-                for (i, sub) in sinks.values().enumerate() {
-                    if !sub.topics.iter().any(|t| t == r.topic) {
-                        continue;
+        let mut warned = false;
+        let parts = loop {
+            // Armed before the table is read, so a subscription between the
+            // read and the wait is not missed.
+            let subscribed = self.subscribed.notified();
+            tokio::pin!(subscribed);
+            subscribed.as_mut().enable();
+            match self.route(records) {
+                Ok(parts) => break parts,
+                Err(topic) => {
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(%topic, "no sink reads this topic right now (stopped or restarting): holding the source until one does");
                     }
-                    let n = sub.tasks.len();
-                    let slot = match r.partition {
-                        Some(p) => p.unsigned_abs() as usize % n,
-                        None => r.key.map_or(0, |k| fnv(k) as usize % n),
-                    };
-                    let at = match parts.iter().rposition(|(k, ..)| *k == (i, slot)) {
-                        Some(at) => at,
-                        None => {
-                            let tx = sub.tasks[slot].clone();
-                            parts.push(((i, slot), tx, BatchWriter::default()));
-                            parts.len() - 1
-                        }
-                    };
-                    parts[at].2.push_view(&r);
+                    subscribed.await;
                 }
             }
-        }
+        };
         let ack = Arc::new(BatchAck::new(parts.len()));
         for (_, tx, records) in parts {
             let d = Delivery {
@@ -138,11 +151,52 @@ impl Bus {
         ack
     }
 
+    /// Sorts a batch into each reader's share, or names a claimed topic of
+    /// the batch that has no reader now.
+    fn route(&self, records: &RecordBatch) -> Result<Parts, String> {
+        let mut parts = Parts::new();
+        let Ok(table) = self.table.read() else {
+            return Ok(parts);
+        };
+        let mut last_checked: Option<&str> = None;
+        for r in records.views() {
+            let mut read = false;
+            for (i, sub) in table.sinks.values().enumerate() {
+                if !sub.topics.iter().any(|t| t == r.topic) {
+                    continue;
+                }
+                read = true;
+                let n = sub.tasks.len();
+                let slot = match r.partition {
+                    Some(p) => p.unsigned_abs() as usize % n,
+                    None => r.key.map_or(0, |k| fnv(k) as usize % n),
+                };
+                let at = match parts.iter().rposition(|(k, ..)| *k == (i, slot)) {
+                    Some(at) => at,
+                    None => {
+                        let tx = sub.tasks[slot].clone();
+                        parts.push(((i, slot), tx, BatchWriter::default()));
+                        parts.len() - 1
+                    }
+                };
+                parts[at].2.push_view(&r);
+            }
+            // Asked once per run of one topic, not once per record.
+            if !read && last_checked != Some(r.topic) {
+                last_checked = Some(r.topic);
+                if table.claimed.contains(r.topic) {
+                    return Err(r.topic.to_string());
+                }
+            }
+        }
+        Ok(parts)
+    }
+
     /// (topic, sink connectors reading it).
     pub fn subscribers(&self) -> Vec<(String, Vec<String>)> {
         let mut by_topic: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        if let Ok(sinks) = self.sinks.read() {
-            for (name, sub) in sinks.iter() {
+        if let Ok(table) = self.table.read() {
+            for (name, sub) in table.sinks.iter() {
                 for t in &sub.topics {
                     by_topic.entry(t.clone()).or_default().push(name.clone());
                 }
@@ -206,5 +260,35 @@ mod tests {
         let ack = bus.publish(&RecordBatch::encode(&[rec("t", 0)])).await;
         drop(a[0].recv().await.unwrap());
         assert!(ack.is_lost() && !ack.is_done());
+    }
+
+    #[tokio::test]
+    async fn a_topic_that_had_a_reader_holds_its_batches_until_one_returns() {
+        let bus = Arc::new(Bus::default());
+        drop(bus.subscribe("a", &["t".into()], 1));
+        bus.unsubscribe("a");
+        assert!(bus.has_subscribers("t"), "a topic once read stays claimed");
+        let publishing = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.publish(&RecordBatch::encode(&[rec("t", 0)])).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!publishing.is_finished(), "acknowledged with no reader");
+        let mut again = bus.subscribe("a", &["t".into()], 1);
+        let d = again[0].recv().await.expect("the held batch arrives");
+        assert_eq!(d.records.len(), 1);
+        let ack = publishing.await.expect("publish");
+        assert!(!ack.is_done());
+        d.ack();
+        assert!(ack.is_done());
+    }
+
+    #[tokio::test]
+    async fn a_topic_never_read_is_dropped_at_once() {
+        let bus = Bus::default();
+        let _a = bus.subscribe("a", &["t".into()], 1);
+        assert!(!bus.has_subscribers("never"));
+        let ack = bus.publish(&RecordBatch::encode(&[rec("never", 0)])).await;
+        assert!(ack.is_done());
     }
 }

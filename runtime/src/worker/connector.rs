@@ -207,6 +207,12 @@ pub async fn start_connector(
             "a dead letter topic needs Kafka: run with a worker config that sets bootstrap.servers",
         )));
     }
+    // A sink's output folder (and file) may not exist on a fresh checkout.
+    let sink_file = (p.plugin.kind() == PluginKind::Sink)
+        .then(|| p.config.get("file"))
+        .flatten();
+    super::grants::materialize(&p.limits.fs_dirs, sink_file)
+        .map_err(|e| connector_err(p, "creating its granted folder", e))?;
     let n = task_configs.len();
     let sink_on_bus = p.plugin.kind() == PluginKind::Sink && kafka.is_none();
     let bus_inputs = if sink_on_bus {
@@ -309,7 +315,8 @@ fn spawn_task(
         tokio::spawn(async move {
             while let Some(signals) = life.runnable().await {
                 let started = Instant::now();
-                let r = source_task::run(&spec, &dest, &offsets, &status, &counters, signals).await;
+                let run = source_task::run(&spec, &dest, &offsets, &status, &counters, signals);
+                let r = guarded(run, &status, &spec.id).await;
                 if !life.again(r, started).await {
                     break;
                 }
@@ -346,7 +353,8 @@ fn spawn_task(
         tokio::spawn(async move {
             while let Some(signals) = life.runnable().await {
                 let started = Instant::now();
-                let r = sink_task::run(&spec, &mut input, &status, &counters, signals.stop).await;
+                let run = sink_task::run(&spec, &mut input, &status, &counters, signals.stop);
+                let r = guarded(run, &status, &spec.id).await;
                 if !life.again(r, started).await {
                     break;
                 }
@@ -354,4 +362,63 @@ fn spawn_task(
         })
     };
     TaskHandle { control, join }
+}
+
+/// Runs one incarnation of a task and turns a panic in it into a failure,
+/// so the task shows FAILED with the panic's message and its supervisor
+/// restarts it (a panicking future would otherwise end the spawned task with
+/// the status left at RUNNING).
+async fn guarded(
+    run: impl std::future::Future<Output = Result<(), String>>,
+    status: &StatusBoard,
+    id: &TaskId,
+) -> Result<(), String> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let trace = format!("the task panicked: {what}");
+            status.set(&id.connector, id.task, State::Failed, Some(trace.clone()));
+            tracing::error!(connector = %id.connector, task = id.task, "task FAILED: {trace}");
+            Err(trace)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_failed_with_its_message() {
+        let status = StatusBoard::default();
+        let id = TaskId {
+            connector: "c".into(),
+            task: 0,
+        };
+        status.register("c", 0);
+        status.set("c", 0, State::Running, None);
+        let r = guarded(
+            async {
+                if id.task == 0 {
+                    panic!("index out of bounds");
+                }
+                Ok(())
+            },
+            &status,
+            &id,
+        )
+        .await;
+        let trace = r.expect_err("a panic is a failure");
+        assert!(trace.contains("index out of bounds"), "{trace}");
+        let task = status.task("c", 0).expect("task status");
+        assert_eq!(task.state, State::Failed);
+        assert!(task.trace.unwrap_or_default().contains("panicked"));
+        assert_eq!(guarded(async { Ok(()) }, &status, &id).await, Ok(()));
+    }
 }

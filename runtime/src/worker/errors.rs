@@ -89,6 +89,7 @@ pub enum Stage {
     ValueConverter,
     Transformation,
     TaskPut,
+    KafkaProduce,
 }
 
 impl Stage {
@@ -98,9 +99,14 @@ impl Stage {
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
             Stage::TaskPut => "TASK_PUT",
+            Stage::KafkaProduce => "KAFKA_PRODUCE",
         }
     }
 }
+
+/// The largest value a dead letter of a refused produce keeps (below
+/// Kafka's default 1 MB message limit, with room for headers).
+const DEAD_LETTER_VALUE_MAX: usize = 900 * 1024;
 
 /// Sends refused records to the dead letter topic; the acknowledgements
 /// must complete before the task commits past those records.
@@ -159,13 +165,25 @@ impl DeadLetters {
                 ),
             ]);
         }
+        // A record Kafka refused as too large would be refused again as a
+        // dead letter: it goes without its value, and a header says so.
+        let value = match (&failed.value, stage) {
+            (Some(v), Stage::KafkaProduce) if v.len() > DEAD_LETTER_VALUE_MAX => {
+                headers.push((
+                    "__wharf.errors.value.dropped.bytes".into(),
+                    v.len().to_string().into_bytes(),
+                ));
+                None
+            }
+            (v, _) => v.clone(),
+        };
         let record = Record {
             topic: self.topic.clone(),
             partition: None,
             offset: None,
             timestamp: failed.timestamp,
             key: failed.key.clone(),
-            value: failed.value.clone(),
+            value,
             headers,
             source: None,
         };
@@ -174,7 +192,8 @@ impl DeadLetters {
             .prepare_topics(self.hub.admin(), &batch, Some(&self.creation))
             .await
             .map_err(|e| format!("dead letter topic: {e}"))?;
-        self.pending.push(self.producer.publish(&batch).await);
+        self.pending
+            .push(self.producer.publish(&batch, false).await);
         Ok(())
     }
 

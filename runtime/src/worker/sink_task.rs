@@ -104,6 +104,8 @@ struct Held {
     /// committed again on every tick.
     committed: BTreeMap<(String, i32), i64>,
     batches: usize,
+    /// Records read since the last durable flush.
+    records: u64,
 }
 
 impl Held {
@@ -151,6 +153,17 @@ impl Held {
         out
     }
 
+    /// Positions whose commit failed: the next `take_positions` hands them
+    /// out again (unless they moved on meanwhile).
+    fn uncommit(&mut self, positions: &[(String, i32, i64)]) {
+        for (t, p, o) in positions {
+            let tp = (t.clone(), *p);
+            if self.committed.get(&tp) == Some(o) {
+                self.committed.remove(&tp);
+            }
+        }
+    }
+
     /// Partitions that left this task: nothing more is committed for them,
     /// and if they come back, the stream starts again at the group's offset.
     fn release(&mut self, partitions: &[(String, i32)]) {
@@ -188,6 +201,7 @@ impl Task<'_> {
         let started = Instant::now();
         TaskCounters::add(&self.counters.records_in, records.len() as u64);
         TaskCounters::add(&self.counters.batches, 1);
+        self.held.records += records.len() as u64;
         // Positions come from what was read, so records a transform drops
         // are committed too.
         self.held.note_positions(&records);
@@ -287,7 +301,8 @@ impl Task<'_> {
         // A sink holding records (an S3 file waiting to rotate on a schedule)
         // is flushed even when nothing new came.
         if self.held.batches == 0 && self.held.holding.is_empty() {
-            return Ok(Vec::new());
+            // Nothing new; positions whose commit failed go out again.
+            return Ok(self.held.take_positions());
         }
         let mut retry = self.spec.errors.retry.start(Operation::Task);
         let mut shutdown = self.shutdown.clone();
@@ -324,6 +339,10 @@ impl Task<'_> {
         }
         self.deferred = None;
         self.held.batches = 0;
+        TaskCounters::add(
+            &self.counters.records_durable,
+            std::mem::take(&mut self.held.records),
+        );
         for d in self.held.deliveries.drain(..) {
             d.ack();
         }
@@ -447,7 +466,7 @@ async fn consume(
                     task.handle(records, shutdown).await?;
                     if task.held.batches >= MAX_HELD {
                         let positions = task.flush_periodic().await?;
-                        commit(consumer, positions, task.counters).await;
+                        commit(consumer, positions, &mut task.held, task.counters).await;
                     }
                 }
                 Some(ConsumerEvent::Revoked { partitions, reply }) => {
@@ -457,10 +476,11 @@ async fn consume(
                     task.inst.revoked(&partitions).await.map_err(|e| format!("revoked: {e}"))?;
                     let _ = reply.send(positions);
                 }
+                Some(ConsumerEvent::Failed(reason)) => return Err(reason),
             },
             _ = tick.tick() => {
                 let positions = task.flush_periodic().await?;
-                commit(consumer, positions, task.counters).await;
+                commit(consumer, positions, &mut task.held, task.counters).await;
                 task.counters.consumer_lag.set(consumer.lag());
             }
             _ = shutdown.changed() => {}
@@ -469,15 +489,41 @@ async fn consume(
     Ok(())
 }
 
-/// A failed commit is not fatal: the records are re-read, never lost.
+/// A failed commit is not fatal: the records are re-read, never lost. Its
+/// positions are handed out again on the next tick, so a commit that failed
+/// once (a coordinator moving) does not wait for new records to be retried.
 async fn commit(
     consumer: &SinkConsumer,
     positions: Vec<(String, i32, i64)>,
+    held: &mut Held,
     counters: &TaskCounters,
 ) {
     let n = positions.len() as u64;
-    match consumer.commit(positions).await {
+    match consumer.commit(positions.clone()).await {
         Ok(()) => counters.committed(n),
-        Err(e) => tracing::warn!("committing sink offsets failed (records will be re-read): {e}"),
+        Err(e) => {
+            held.uncommit(&positions);
+            tracing::warn!("committing sink offsets failed (retried on the next flush; records re-read if it never succeeds): {e}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Held;
+
+    #[test]
+    fn a_failed_commit_is_handed_out_again_and_a_good_one_is_not() {
+        let mut held = Held::default();
+        held.note_position(("t", 0, 10));
+        let first = held.take_positions();
+        assert_eq!(first, vec![("t".to_string(), 0, 10)]);
+        assert!(held.take_positions().is_empty(), "committed once");
+        held.uncommit(&first);
+        assert_eq!(held.take_positions(), first, "retried after a failure");
+        held.note_position(("t", 0, 12));
+        let stale = vec![("t".to_string(), 0, 10)];
+        held.uncommit(&stale);
+        assert_eq!(held.take_positions(), vec![("t".to_string(), 0, 12)]);
     }
 }

@@ -16,10 +16,10 @@ use crate::kafka::{KafkaHub, SourceProducer, TopicCreation, TransactionalProduce
 use crate::offsets::{canonical, offset_key, OffsetStore};
 use crate::plugin::{CallError, Limits, Plugin, RecordBatch, SourceInstance, TaskId};
 
-use super::ack::BatchAck;
+use super::ack::{BatchAck, Skipped};
 use super::bus::Bus;
 use super::converters::{convert, Converters, Direction};
-use super::errors::{self, ErrorPolicy, Reporter};
+use super::errors::{self, ErrorPolicy, Reporter, Stage};
 use super::lifecycle::Signals;
 use super::retry::Operation;
 use super::status::{State, StatusBoard, TaskCounters};
@@ -85,7 +85,7 @@ impl Outgoing {
 }
 
 impl Destination {
-    async fn publish(&self, out: Outgoing) -> Result<Arc<BatchAck>, Failure> {
+    async fn publish(&self, out: Outgoing, tolerant: bool) -> Result<Arc<BatchAck>, Failure> {
         match (self, out) {
             (Destination::Bus(bus), Outgoing::Encoded(b)) => Ok(bus.publish(&b).await),
             (Destination::Bus(bus), Outgoing::Records(r)) => {
@@ -94,7 +94,7 @@ impl Destination {
             (Destination::Kafka { producer, .. }, out) => {
                 let records = out.into_records();
                 self.prepare_topics(&records).await?;
-                Ok(producer.publish(&records).await)
+                Ok(producer.publish(&records, tolerant).await)
             }
         }
     }
@@ -214,6 +214,9 @@ struct Pending {
     acked: BatchOffsets,
     /// When the whole queue was last searched for a lost batch.
     searched: Option<Instant>,
+    /// Records Kafka refused in acknowledged batches, not yet reported:
+    /// reported (logged, dead-lettered) before offsets commit past them.
+    skipped: Vec<Skipped>,
 }
 
 impl Pending {
@@ -224,15 +227,17 @@ impl Pending {
 
     fn fold_done(&mut self) {
         while self.queue.front().is_some_and(|(ack, _)| ack.is_done()) {
-            if let Some((_, offsets)) = self.queue.pop_front() {
+            if let Some((ack, offsets)) = self.queue.pop_front() {
+                self.skipped.extend(ack.take_skipped());
                 self.acked.extend(offsets);
             }
         }
     }
 
-    /// Offsets of the acknowledged prefix, latest per partition.
+    /// Offsets of the acknowledged prefix folded so far, latest per
+    /// partition. It folds nothing itself: a batch folded here would be
+    /// committed before its skipped records were reported.
     fn take_acked(&mut self) -> Vec<(Value, Value)> {
-        self.fold_done();
         std::mem::take(&mut self.acked).into_values().collect()
     }
 
@@ -424,6 +429,8 @@ async fn run_inner(
                 finish_commit(&mut inst, w, counters).await?;
             }
             settle(spec, &pending, Some(shutdown)).await;
+            pending.fold_done();
+            report_skipped(&mut pending, &mut reporter, id, counters).await?;
             reporter.settle().await.map_err(Failure)?;
             commit(spec, &mut inst, &mut pending, offsets, counters).await?;
             status.set(&id.connector, id.task, State::Paused, None);
@@ -514,7 +521,19 @@ async fn run_inner(
                     .await?;
                 }
                 None => {
-                    let ack = dest.publish(out).await?;
+                    let ack = match dest {
+                        // The bus holds a batch while its topic's sink is
+                        // away; a stop must not wait for it to come back.
+                        // The batch is not acknowledged, so its offsets stay
+                        // uncommitted and a restart reads it again.
+                        Destination::Bus(_) => tokio::select! {
+                            a = dest.publish(out, false) => a?,
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        },
+                        Destination::Kafka { .. } => {
+                            dest.publish(out, spec.errors.tolerate_all).await?
+                        }
+                    };
                     pending.push(ack, batch_offsets);
                 }
             }
@@ -525,6 +544,7 @@ async fn run_inner(
                 "{reason}; records after the last committed offset will be re-read on restart"
             )));
         }
+        report_skipped(&mut pending, &mut reporter, id, counters).await?;
         if writing.as_ref().is_some_and(|w| w.is_finished()) {
             if let Some(w) = writing.take() {
                 finish_commit(&mut inst, w, counters).await?;
@@ -542,6 +562,8 @@ async fn run_inner(
 
     // Graceful stop: wait (bounded) for downstream acks, then commit what is acked.
     settle(spec, &pending, None).await;
+    pending.fold_done();
+    report_skipped(&mut pending, &mut reporter, id, counters).await?;
     reporter.settle().await.map_err(Failure)?;
     commit(spec, &mut inst, &mut pending, offsets, counters).await?;
     if !pending.queue.is_empty() {
@@ -550,6 +572,31 @@ async fn run_inner(
     inst.close()
         .await
         .map_err(|e| Failure(format!("close: {e}")))?;
+    Ok(())
+}
+
+/// KIP-779: records Kafka refused under `errors.tolerance=all` are counted,
+/// logged as `errors.log.enable` says and dead-lettered when a topic is set.
+async fn report_skipped(
+    pending: &mut Pending,
+    reporter: &mut Reporter,
+    id: &TaskId,
+    counters: &TaskCounters,
+) -> Result<(), Failure> {
+    for s in std::mem::take(&mut pending.skipped) {
+        tracing::warn!(connector = %id.connector, task = id.task, topic = %s.record.topic, "errors.tolerance=all: skipping a record Kafka refused: {}", s.reason);
+        reporter
+            .refuse(
+                &s.record,
+                id,
+                Stage::KafkaProduce,
+                "kafka-producer",
+                &s.reason,
+                counters,
+            )
+            .await
+            .map_err(Failure)?;
+    }
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct TaskStatus {
 pub struct TaskCounters {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
+    /// Sinks: records read that a flush made durable (what may commit).
+    pub records_durable: AtomicU64,
     pub batches: AtomicU64,
     pub offsets_committed: AtomicU64,
     /// Records a plugin refused that were tolerated (skipped or dead-lettered).

@@ -232,6 +232,22 @@ impl S3Sink {
     }
 }
 
+/// The setting that makes file boundaries depend on the wall clock, if any:
+/// there exactly-once ends (Confluent documents the same limit).
+fn wall_clock_cuts(s: &Settings) -> Option<&'static str> {
+    use partition::{Extractor, Partitioner};
+    let wall = matches!(s.extractor, Extractor::Wallclock);
+    if s.rotate_schedule_ms.is_some() {
+        Some("rotate.schedule.interval.ms is set")
+    } else if wall && s.rotate_interval_ms.is_some() {
+        Some("rotate.interval.ms with timestamp.extractor=Wallclock")
+    } else if wall && matches!(s.partitioner, Partitioner::Time { .. }) {
+        Some("a time-based partitioner with timestamp.extractor=Wallclock")
+    } else {
+        None
+    }
+}
+
 impl Plugin for S3Sink {
     const NAME: &'static str = "s3-sink";
     const DESCRIPTION: &'static str =
@@ -260,6 +276,12 @@ impl Sink for S3Sink {
     fn open(config: &Config) -> Result<Self> {
         let s =
             Settings::from_config(config).map_err(|(k, m)| Error::Fatal(format!("{k}: {m}")))?;
+        if let Some(why) = wall_clock_cuts(&s) {
+            wharf_sdk::log(
+                wharf_sdk::Level::Warn,
+                &format!("{why}: files are cut where the clock stands, so a replay after a crash may split records differently and write objects that overlap (duplicates, never loss); use flush.size or record time (timestamp.extractor=Record) for exactly-once files"),
+            );
+        }
         Ok(S3Sink {
             s,
             partitions: BTreeMap::new(),
