@@ -113,6 +113,12 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Exactly-once sources: fence what a killed run left mid-transaction
+    // before the offsets topic is read. A read_committed read stops at the
+    // open transaction and would wait out its timeout (60 s) otherwise.
+    if let Some(hub) = &hub {
+        worker::fence_exactly_once(&prepared, hub).await?;
+    }
     let offsets = open_offsets(&worker_config, opts.offsets.as_deref(), hub.as_deref()).await?;
     tracing::info!(offsets = %offsets.describe(), "source offsets store");
     let herder = Herder::new(host, offsets, hub.clone());

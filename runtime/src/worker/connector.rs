@@ -180,6 +180,13 @@ pub async fn start_connector(
     let default_worker = crate::config::WorkerConfig::default();
     let worker_config = kafka.as_ref().map_or(&default_worker, |h| &h.worker);
     let converters = converters::Converters::from_config(&p.config, worker_config)?;
+    // A sink's output folder (and file) may not exist on a fresh checkout;
+    // it must before any instance is granted it.
+    let sink_file = (p.plugin.kind() == PluginKind::Sink)
+        .then(|| p.config.get("file"))
+        .flatten();
+    super::grants::materialize(&p.limits.fs_dirs, sink_file)
+        .map_err(|e| connector_err(p, "creating its granted folder", e))?;
     let mut task_configs = task_configs(p).await?;
     if p.plugin.kind() == PluginKind::Source {
         for cfg in &mut task_configs {
@@ -207,12 +214,6 @@ pub async fn start_connector(
             "a dead letter topic needs Kafka: run with a worker config that sets bootstrap.servers",
         )));
     }
-    // A sink's output folder (and file) may not exist on a fresh checkout.
-    let sink_file = (p.plugin.kind() == PluginKind::Sink)
-        .then(|| p.config.get("file"))
-        .flatten();
-    super::grants::materialize(&p.limits.fs_dirs, sink_file)
-        .map_err(|e| connector_err(p, "creating its granted folder", e))?;
     let n = task_configs.len();
     let sink_on_bus = p.plugin.kind() == PluginKind::Sink && kafka.is_none();
     let bus_inputs = if sink_on_bus {
