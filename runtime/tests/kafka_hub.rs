@@ -1,13 +1,17 @@
 //! Kafka as the hub, against the real broker from `tests/services/up`:
 //! datagen → Kafka → file sink in one worker, `kill -9` at several moments,
-//! restart; afterwards the topic and the file hold every sequence number
-//! (duplicates allowed and counted), source offsets sit in the offsets topic
-//! under Connect's keys, and the sink's group `connect-<name>` committed
-//! exactly what it wrote.
+//! restart; afterwards the topic and the file hold every sequence number.
+//! Lines are counted before they are deduplicated: every duplicate must come
+//! from a restart (the source replays from its stored offset, the sink from
+//! its group's committed offset), none from a run on its own, and under
+//! exactly-once the topic holds none at all. Source offsets sit in the
+//! offsets topic under Connect's keys, and the sink's group `connect-<name>`
+//! committed exactly what it wrote.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
@@ -19,58 +23,201 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const PARTITIONS: u64 = 4;
 const PER_PARTITION: u64 = 15_000;
+/// Lines in the file at which the worker is killed (one restart each).
+const KILLS: [usize; 3] = [4_000, 17_000, 33_000];
 
-fn seqs_in(messages: &[OwnedMessage]) -> BTreeMap<u64, Vec<u64>> {
-    let mut got = BTreeMap::<u64, Vec<u64>>::new();
+/// (datagen partition, seq) of every whole line of the sink's file, in file
+/// order, duplicates kept. A last line without its newline is still being
+/// written (or was torn by a kill, and the next run cuts it), and is skipped.
+fn file_lines(path: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            (
+                v["partition"].as_u64().expect("partition"),
+                v["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect()
+}
+
+/// Per partition, the (Kafka offset, seq) of every committed record of the
+/// topic in log order.
+fn topic_log(messages: &[OwnedMessage]) -> BTreeMap<u64, Vec<(i64, u64)>> {
+    let mut log = BTreeMap::<u64, Vec<(i64, u64)>>::new();
     for m in messages {
         let v: serde_json::Value =
             serde_json::from_slice(m.payload().expect("value")).expect("json value");
         let p = v["partition"].as_u64().expect("partition");
         assert_eq!(p, m.partition() as u64, "datagen partition maps to Kafka's");
-        got.entry(p)
+        log.entry(p)
             .or_default()
-            .push(v["seq"].as_u64().expect("seq"));
+            .push((m.offset(), v["seq"].as_u64().expect("seq")));
     }
-    got
+    for l in log.values_mut() {
+        l.sort_by_key(|(offset, _)| *offset);
+    }
+    log
 }
 
-/// Asserts every sequence number is present; returns the duplicates.
-fn assert_complete(what: &str, got: &BTreeMap<u64, Vec<u64>>) -> usize {
-    assert_eq!(got.len() as u64, PARTITIONS, "{what}: partitions {got:?}");
-    let mut dups = 0;
-    for (p, seqs) in got {
-        let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
-        let missing: Vec<u64> = (0..PER_PARTITION)
-            .filter(|s| !distinct.contains(s))
-            .take(10)
-            .collect();
+/// Checks each partition of the topic: every seq from 0 to the last, in
+/// order, except that a restart may replay a run of earlier seqs (a jump
+/// back); a jump forward is a loss. Returns (duplicates, jumps back).
+fn check_topic(log: &BTreeMap<u64, Vec<(i64, u64)>>, max_replays: usize) -> (usize, usize) {
+    assert_eq!(
+        log.keys().copied().collect::<Vec<_>>(),
+        (0..PARTITIONS).collect::<Vec<_>>(),
+        "topic: partitions"
+    );
+    let (mut dups, mut replays) = (0, 0);
+    for (p, records) in log {
+        let seqs: Vec<u64> = records.iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            seqs.first(),
+            Some(&0),
+            "topic partition {p} starts at seq 0"
+        );
+        let mut high = 0;
+        let mut jumps = Vec::new();
+        for (i, w) in seqs.windows(2).enumerate() {
+            let (prev, next) = (w[0], w[1]);
+            if next == prev + 1 {
+                high = high.max(next);
+                continue;
+            }
+            assert!(
+                next <= high,
+                "topic partition {p}: seq {next} follows {prev} at offset {} (highest so far {high}): a gap",
+                records[i + 1].0
+            );
+            jumps.push((records[i + 1].0, prev, next));
+        }
         assert!(
-            missing.is_empty(),
-            "{what}: partition {p} misses {missing:?}"
+            jumps.len() <= max_replays,
+            "topic partition {p}: {} replays (offset, from seq, back to seq) {jumps:?} but only {max_replays} restarts",
+            jumps.len()
+        );
+        let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(
+            (distinct.len() as u64, high),
+            (PER_PARTITION, PER_PARTITION - 1),
+            "topic partition {p}: distinct seqs and the highest"
         );
         dups += seqs.len() - distinct.len();
+        replays += jumps.len();
     }
-    dups
+    (dups, replays)
+}
+
+/// Checks that the file is, per partition and per run of the worker, one
+/// contiguous stretch of the topic's log that starts where the previous run
+/// left its group's commit (at or after the offset read after the kill, at or
+/// before the end of what it had written: no gap), and that the last run ends
+/// at the log's end. `bounds[r]` is the file's line count when run `r` was
+/// killed, `commits[r]` the group's committed offsets read then. Returns the
+/// lines written again by a restarted run (the sink's duplicates).
+fn check_file(
+    lines: &[(u64, u64)],
+    bounds: &[usize],
+    commits: &[BTreeMap<u64, i64>],
+    log: &BTreeMap<u64, Vec<(i64, u64)>>,
+) -> usize {
+    let mut redelivered = 0;
+    for (p, records) in log {
+        let seqs: Vec<u64> = records.iter().map(|(_, s)| *s).collect();
+        // Index in the log just past what the runs so far wrote.
+        let mut end = 0;
+        for run in 0..=bounds.len() {
+            let from = if run == 0 { 0 } else { bounds[run - 1] };
+            let to = bounds.get(run).copied().unwrap_or(lines.len());
+            let written: Vec<u64> = lines[from..to]
+                .iter()
+                .filter(|(lp, _)| lp == p)
+                .map(|(_, s)| *s)
+                .collect();
+            // The first index this run may start at: the committed offset.
+            let lowest = if run == 0 {
+                0
+            } else {
+                let at = commits[run - 1].get(p).copied().unwrap_or(0);
+                records.partition_point(|(offset, _)| *offset < at)
+            };
+            assert!(
+                lowest <= end,
+                "partition {p}: after run {run} the group committed past what the file holds \
+                 (log index {lowest} > {end})"
+            );
+            if written.is_empty() {
+                continue;
+            }
+            let start = (lowest..=end)
+                .find(|&i| seqs.get(i..i + written.len()) == Some(&written[..]))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "partition {p}, run {run}: the {} lines written (seqs {:?}..{:?}) are no \
+                         contiguous stretch of the log starting between index {lowest} and {end} \
+                         (log seqs there: {:?})",
+                        written.len(),
+                        &written[..written.len().min(5)],
+                        &written[written.len().saturating_sub(5)..],
+                        &seqs[lowest..(end + 5).min(seqs.len())]
+                    )
+                });
+            redelivered += end - start;
+            end = start + written.len();
+        }
+        assert_eq!(
+            end,
+            seqs.len(),
+            "partition {p}: the file ends at log index {end} of {}",
+            seqs.len()
+        );
+    }
+    redelivered
 }
 
 #[test]
 fn kill_9_loses_nothing_through_kafka() {
-    let (topic_dups, file_dups) = crash_three_times(false);
+    let c = crash_three_times(false);
     eprintln!(
-        "3 x kill -9: no gap in {PARTITIONS} x {PER_PARTITION} records; duplicates: topic {topic_dups}, file {file_dups}"
+        "3 x kill -9: no gap in {PARTITIONS} x {PER_PARTITION} records; duplicates: topic {} \
+         ({} source replays), file {} ({} sink re-deliveries at restarts)",
+        c.topic_dups, c.topic_replays, c.file_dups, c.redelivered
     );
 }
 
 #[test]
 fn exactly_once_source_has_no_gap_and_no_duplicate_after_kill_9() {
-    let (topic_dups, file_dups) = crash_three_times(true);
-    assert_eq!(topic_dups, 0, "duplicates in the topic under exactly-once");
-    eprintln!("exactly-once, 3 x kill -9: no gap, no duplicate in the topic; file (at-least-once sink) duplicates: {file_dups}");
+    let c = crash_three_times(true);
+    assert_eq!(
+        c.topic_dups, 0,
+        "duplicates in the topic under exactly-once"
+    );
+    assert_eq!(
+        c.topic_replays, 0,
+        "replays in the topic under exactly-once"
+    );
+    eprintln!(
+        "exactly-once, 3 x kill -9: no gap, no duplicate in the topic; file (at-least-once sink) \
+         duplicates: {}, all re-deliveries at restarts",
+        c.file_dups
+    );
+}
+
+struct Counts {
+    topic_dups: usize,
+    topic_replays: usize,
+    file_dups: usize,
+    redelivered: usize,
 }
 
 /// datagen → Kafka → file sink with three crashes; asserts no gap in the
-/// topic (read_committed) or the file; returns (topic, file) duplicates.
-fn crash_three_times(exactly_once: bool) -> (usize, usize) {
+/// topic (read_committed) or the file, and that every duplicate comes from a
+/// restart (none at all in the topic under exactly-once).
+fn crash_three_times(exactly_once: bool) -> Counts {
     let dir = tempdir(if exactly_once { "eos" } else { "kafka" });
     let id = unique_id(&dir);
     let topic = format!("hub-{id}");
@@ -98,7 +245,7 @@ fn crash_three_times(exactly_once: bool) -> (usize, usize) {
              offset.flush.interval.ms: 200\n  topic.creation.default.partitions: {PARTITIONS}\n  \
              topic.creation.default.replication.factor: 1\n  batch.max.records: 500\n{eos}---\n\
              name: {sink}\nconfig:\n  connector.class: file-sink\n  tasks.max: 2\n  topics: {topic}\n  \
-             file: out.jsonl\n"
+             file: out.jsonl\n  offset.flush.interval.ms: 200\n"
         ),
     )
     .expect("pipeline.yaml");
@@ -111,28 +258,41 @@ fn crash_three_times(exactly_once: bool) -> (usize, usize) {
         "--progress",
         "0",
     ];
+    let group = format!("connect-{sink}");
 
-    // Three crashes at different depths into the stream.
-    for target in [4_000, 17_000, 33_000] {
+    // Three crashes at different depths into the stream (lines counted with
+    // their duplicates). After each: where the file ends, and what the
+    // sink's group had committed.
+    let mut bounds = Vec::new();
+    let mut commits = Vec::new();
+    for target in KILLS {
         let mut child = spawn(&dir, &args);
         wait_for_lines(&out, target, Duration::from_secs(90));
         signal(&child, "-KILL");
         child.wait().expect("wait");
+        bounds.push(file_lines(&out).len());
+        commits.push(
+            (0..PARTITIONS)
+                .filter_map(|p| committed(&group, &topic, p as i32).map(|at| (p, at)))
+                .collect::<BTreeMap<u64, i64>>(),
+        );
     }
     let mut child = spawn(&dir, &args);
     let start = Instant::now();
     loop {
-        let got = read_output(&out);
-        let done = got.len() as u64 == PARTITIONS
-            && got
-                .values()
-                .all(|s| s.iter().copied().collect::<BTreeSet<_>>().len() as u64 == PER_PARTITION);
+        let mut distinct = BTreeMap::<u64, BTreeSet<u64>>::new();
+        for (p, s) in file_lines(&out) {
+            distinct.entry(p).or_default().insert(s);
+        }
+        let done = distinct.len() as u64 == PARTITIONS
+            && distinct.values().all(|s| s.len() as u64 == PER_PARTITION);
         if done {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "the pipeline never completed"
+            "the pipeline never completed; see wharf.log in {}",
+            dir.display()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -143,8 +303,23 @@ fn crash_three_times(exactly_once: bool) -> (usize, usize) {
     );
 
     let messages = read_topic(&topic);
-    let topic_dups = assert_complete("topic", &seqs_in(&messages));
-    let file_dups = assert_complete("file", &read_output(&out));
+    let log = topic_log(&messages);
+    let max_replays = if exactly_once { 0 } else { KILLS.len() };
+    let (topic_dups, topic_replays) = check_topic(&log, max_replays);
+    let lines = file_lines(&out);
+    let redelivered = check_file(&lines, &bounds, &commits, &log);
+    let distinct: BTreeSet<(u64, u64)> = lines.iter().copied().collect();
+    assert_eq!(
+        distinct.len() as u64,
+        PARTITIONS * PER_PARTITION,
+        "file: every seq of every partition"
+    );
+    let file_dups = lines.len() - distinct.len();
+    assert_eq!(
+        file_dups,
+        topic_dups + redelivered,
+        "file duplicates: the topic's, plus the sink's re-deliveries at restarts, and no other"
+    );
 
     // Source offsets: Connect's key layout, the last sequence of each partition.
     let mut stored = BTreeMap::new();
@@ -165,7 +340,12 @@ fn crash_three_times(exactly_once: bool) -> (usize, usize) {
     }
 
     assert_group_at_end(&sink, &topic, &messages);
-    (topic_dups, file_dups)
+    Counts {
+        topic_dups,
+        topic_replays,
+        file_dups,
+        redelivered,
+    }
 }
 
 #[test]

@@ -401,6 +401,40 @@ fn time_based_directories_and_parquet_that_pyarrow_reads() {
     );
 }
 
+/// (Kafka partition, start offset) of a values file `s3-sink` wrote.
+fn values_file(key: &str) -> Option<(i64, i64)> {
+    let name = key.rsplit('/').next()?;
+    let mut fields = name.splitn(3, '+');
+    let (_, p, rest) = (fields.next()?, fields.next()?, fields.next()?);
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    if rest[digits..].starts_with(".keys") || rest[digits..].starts_with(".headers") {
+        return None;
+    }
+    Some((p.parse().ok()?, rest[..digits].parse().ok()?))
+}
+
+/// The offsets a standalone worker in `dir` stored for `connector`, by
+/// source partition (original topic, Kafka partition).
+fn source_offsets(dir: &Path, connector: &str) -> BTreeMap<(String, i64), Value> {
+    let text = std::fs::read_to_string(dir.join(".wharf/standalone.offsets.json"))
+        .unwrap_or_else(|_| "{}".into());
+    let stored: BTreeMap<String, Value> = serde_json::from_str(&text).expect("offsets file");
+    stored
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k: Value = serde_json::from_str(&k).ok()?;
+            if k[0].as_str() != Some(connector) {
+                return None;
+            }
+            let tp = (
+                k[1]["topic"].as_str()?.to_string(),
+                k[1]["partition"].as_i64()?,
+            );
+            Some((tp, v))
+        })
+        .collect()
+}
+
 #[test]
 fn topic_to_s3_and_back_to_a_new_topic_record_for_record() {
     let dir = tempdir("s3-roundtrip");
@@ -465,15 +499,49 @@ fn topic_to_s3_and_back_to_a_new_topic_record_for_record() {
              transforms.rename.regex: \"orig-(.*)\"\n  transforms.rename.replacement: \"restored-$1\"\n"
         ),
     );
-    let child = run(&dir, &[&source]);
-    let start = Instant::now();
-    let mut back = Vec::new();
-    while back.len() < records.len() && start.elapsed() < Duration::from_secs(90) {
-        std::thread::sleep(Duration::from_millis(500));
-        back = read_topic(&restored);
+    // The last file of each original partition: once the source's stored
+    // offset marks it read to its end, every record it emitted was
+    // acknowledged by Kafka and it has nothing more to send.
+    let mut last_file: BTreeMap<i64, String> = BTreeMap::new();
+    for key in &keys {
+        let Some((p, start)) = values_file(key) else {
+            continue;
+        };
+        let e = last_file.entry(p).or_insert_with(|| key.clone());
+        if values_file(e).is_some_and(|(_, s)| s < start) {
+            *e = key.clone();
+        }
     }
-    // A moment more: a duplicate would show up now.
-    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(last_file.len(), 3, "values files per partition: {keys:?}");
+    let restore = format!("restore-{original}");
+    let mut child = run(&dir, &[&source]);
+    let start = Instant::now();
+    loop {
+        let offsets = source_offsets(&dir, &restore);
+        let all_read = last_file.iter().all(|(p, key)| {
+            offsets.get(&(original.clone(), *p)).is_some_and(|o| {
+                o["object"].as_str() == Some(key.as_str()) && o["done"] == json!(true)
+            })
+        });
+        let have = common::cdc::topic_len(&restored);
+        if all_read && have >= records.len() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{have} of {} records restored, stored offsets {offsets:?}, last files {last_file:?}; \
+             see wharf.log in {}",
+            records.len(),
+            dir.display()
+        );
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!(
+                "the worker exited ({status}); see wharf.log in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     stop(child);
     let back = read_topic(&restored);
     let original_back = read_topic(&original);

@@ -125,6 +125,34 @@ impl S3 {
         })
     }
 
+    /// Parts uploaded so far to each open multipart upload of `key`.
+    pub fn parts(&self, key: &str) -> Vec<usize> {
+        let open: Vec<String> = self
+            .open_uploads()
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, id)| id)
+            .collect();
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            for id in open {
+                // An upload completed or aborted since it was listed has no parts to list.
+                if let Ok(parts) = self
+                    .client
+                    .list_parts()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&id)
+                    .send()
+                    .await
+                {
+                    out.push(parts.parts().len());
+                }
+            }
+            out
+        })
+    }
+
     /// Aborts every open multipart upload behind the writer's back.
     pub fn abort_uploads(&self) -> usize {
         let open = self.open_uploads();
