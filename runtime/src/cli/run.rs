@@ -105,6 +105,17 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
         None => WorkerConfig::default(),
     };
     let host = Arc::new(PluginHost::new(opts.cache.clone())?);
+    let refused: Vec<String> = configs
+        .iter()
+        .flat_map(|c| worker_config.client_overrides.check(c))
+        .map(|e| e.to_string())
+        .collect();
+    anyhow::ensure!(
+        refused.is_empty(),
+        "{} client override(s) refused; nothing was started:\n  {}",
+        refused.len(),
+        refused.join("\n  ")
+    );
     let prepared = worker::prepare_all(&host, &configs).await?;
     let hub = match &worker_config.bootstrap_servers {
         Some(servers) => {
@@ -122,19 +133,15 @@ pub async fn run(paths: &[PathBuf], opts: RunOptions) -> anyhow::Result<()> {
     let offsets = open_offsets(&worker_config, opts.offsets.as_deref(), hub.as_deref()).await?;
     tracing::info!(offsets = %offsets.describe(), "source offsets store");
     let herder = Herder::new(host, offsets, hub.clone());
+    herder.set_provider_policy(worker_config.providers.clone());
+    herder.set_override_policy(worker_config.client_overrides);
     let listen = opts
         .listen
         .clone()
         .or_else(|| worker_config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     if listen != "none" {
-        let rest_opts = RestOptions {
-            bearer_token: worker_config.rest_token.clone(),
-            tls: worker_config
-                .rest_tls
-                .clone()
-                .map(|(certificate, key)| wharf::rest::TlsFiles { certificate, key }),
-        };
+        let rest_opts = RestOptions::from_worker(&worker_config);
         wharf::rest::serve(herder.clone(), &listen, rest_opts).await?;
     }
     herder.start_all(prepared).await?;

@@ -10,7 +10,7 @@ use wharf::herder::Herder;
 use wharf::kafka::KafkaHub;
 use wharf::offsets::OffsetStore;
 use wharf::plugin::PluginHost;
-use wharf::rest::{RestOptions, TlsFiles};
+use wharf::rest::RestOptions;
 
 pub struct WorkerOptions {
     pub config: PathBuf,
@@ -51,17 +51,13 @@ pub async fn run(opts: WorkerOptions) -> anyhow::Result<()> {
         .context("joining the worker group")?;
     let host = Arc::new(PluginHost::new(opts.cache)?);
     let herder = Herder::distributed(host, offsets, hub, cluster);
+    herder.set_provider_policy(worker.providers.clone());
+    herder.set_override_policy(worker.client_overrides);
     let listen = opts
         .listen
         .or_else(|| worker.listen.clone())
         .unwrap_or_else(|| super::run::DEFAULT_LISTEN.to_string());
-    let rest = RestOptions {
-        bearer_token: worker.rest_token.clone(),
-        tls: worker
-            .rest_tls
-            .clone()
-            .map(|(certificate, key)| TlsFiles { certificate, key }),
-    };
+    let rest = RestOptions::from_worker(&worker);
     wharf::rest::serve(herder.clone(), &listen, rest).await?;
     tracing::info!(group = %cluster_config.group, configs = %cluster_config.config_topic, status = %cluster_config.status_topic, "distributed worker running");
     let reconciler = tokio::spawn(herder.clone().run_cluster());

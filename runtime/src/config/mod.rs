@@ -3,7 +3,12 @@
 //! Every error names the file, the key and the problem.
 
 mod flatten;
+mod overrides;
+mod providers;
 mod secrets;
+
+pub use overrides::OverridePolicy;
+pub use providers::ProviderPolicy;
 pub mod worker;
 
 pub use worker::{load_worker, OffsetStorage, WorkerConfig};
@@ -73,12 +78,39 @@ impl ConnectorConfig {
             .collect()
     }
 
+    /// An error about one key. A key that holds a secret gets no message
+    /// that could quote its value, and every secret value of this config is
+    /// cut out of any message (a plugin may quote one key in another's error).
     pub fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let message = if self.is_secret(key) {
+            "invalid value (not shown: the key holds a secret)".to_string()
+        } else {
+            self.scrub(&message.into())
+        };
         ConfigError::Key {
             file: format!("{} (connector '{}')", self.origin, self.name),
             key: key.to_string(),
-            message: message.into(),
+            message,
         }
+    }
+
+    /// Whether a key's value is a secret: it came from a config provider,
+    /// the plugin types it `password`, or its name says so.
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.secret_keys.contains(key) || looks_secret(key)
+    }
+
+    /// `text` with every secret value of this config replaced by `[hidden]`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (k, v) in &self.config {
+            // A value of one or two characters is no secret worth hiding and
+            // would blank out ordinary text.
+            if v.len() >= 3 && self.is_secret(k) && out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), HIDDEN);
+            }
+        }
+        out
     }
 }
 
@@ -182,7 +214,15 @@ fn from_value(
             key,
             message,
         })?;
-    resolved(&name, raw, file, base)
+    resolved(&name, raw, file, base, &ProviderPolicy::trusted())
+}
+
+/// Keys whose names say they hold a secret, whatever the plugin declares.
+pub fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "sasl.jaas.config", "api.key"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// Resolves every `${provider:..}` reference of a flat map; the keys that
@@ -192,12 +232,13 @@ fn resolved(
     raw: impl IntoIterator<Item = (String, String)>,
     origin: &str,
     base: Option<&Path>,
+    policy: &ProviderPolicy,
 ) -> Result<ConnectorConfig, ConfigError> {
     let mut config = BTreeMap::new();
     let mut secret_keys = BTreeSet::new();
     for (key, value) in raw {
         let (value, had_secret) =
-            secrets::resolve(&value, base).map_err(|message| ConfigError::Key {
+            secrets::resolve(&value, base, policy).map_err(|message| ConfigError::Key {
                 file: origin.to_string(),
                 key: key.clone(),
                 message,
@@ -219,14 +260,15 @@ fn resolved(
 /// keeps the value already stored.
 pub const HIDDEN: &str = "[hidden]";
 
-/// Builds a connector from Connect's flat JSON map (the REST API), resolving
-/// `${env:..}`/`${file:..}` references like a YAML file does.
+/// Builds a connector from Connect's flat JSON map (the REST API, the
+/// configs topic), resolving only the references `policy` allows.
 pub fn from_map(
     name: &str,
     map: BTreeMap<String, String>,
     origin: &str,
+    policy: &ProviderPolicy,
 ) -> Result<ConnectorConfig, ConfigError> {
-    resolved(name, map, origin, None)
+    resolved(name, map, origin, None, policy)
 }
 
 /// Reads a worker-side integer key with a default; errors name the key.

@@ -3,9 +3,16 @@
 
 use std::path::Path;
 
+use super::providers::ProviderPolicy;
+
 /// Replaces every `${provider:...}` in `value`; returns the result and whether
 /// any secret was substituted. Errors are messages about this value.
-pub fn resolve(value: &str, base: Option<&Path>) -> Result<(String, bool), String> {
+/// `policy` says which references may resolve (configs from the API).
+pub fn resolve(
+    value: &str,
+    base: Option<&Path>,
+    policy: &ProviderPolicy,
+) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     let mut any = false;
@@ -16,7 +23,7 @@ pub fn resolve(value: &str, base: Option<&Path>) -> Result<(String, bool), Strin
             return Err("unterminated '${' reference".into());
         };
         let reference = &after[..end];
-        out.push_str(&lookup(reference, base)?);
+        out.push_str(&lookup(reference, base, policy)?);
         any = true;
         rest = &after[end + 1..];
     }
@@ -24,10 +31,14 @@ pub fn resolve(value: &str, base: Option<&Path>) -> Result<(String, bool), Strin
     Ok((out, any))
 }
 
-fn lookup(reference: &str, base: Option<&Path>) -> Result<String, String> {
+fn lookup(reference: &str, base: Option<&Path>, policy: &ProviderPolicy) -> Result<String, String> {
     match reference.split_once(':') {
-        Some(("env", var)) => std::env::var(var)
-            .map_err(|_| format!("environment variable '{var}' (from ${{env:{var}}}) is not set")),
+        Some(("env", var)) => {
+            policy.check_env(var)?;
+            std::env::var(var).map_err(|_| {
+                format!("environment variable '{var}' (from ${{env:{var}}}) is not set")
+            })
+        }
         Some(("file", spec)) => {
             let (path, key) = spec
                 .rsplit_once(':')
@@ -36,6 +47,7 @@ fn lookup(reference: &str, base: Option<&Path>) -> Result<String, String> {
                 Some(b) if Path::new(path).is_relative() => b.join(path),
                 _ => Path::new(path).to_path_buf(),
             };
+            policy.check_file(&full)?;
             let text = std::fs::read_to_string(&full)
                 .map_err(|e| format!("cannot read secrets file {}: {e}", full.display()))?;
             properties_value(&text, key)
@@ -65,6 +77,7 @@ mod tests {
 
     #[test]
     fn file_provider_reads_properties() {
+        let trusted = ProviderPolicy::trusted();
         let dir = std::env::temp_dir().join(format!("wharf-secrets-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -72,16 +85,16 @@ mod tests {
             "# c\nuser=cdc\npassword = pw:1\n",
         )
         .unwrap();
-        let (v, secret) = resolve("${file:db.properties:password}", Some(&dir)).unwrap();
+        let (v, secret) = resolve("${file:db.properties:password}", Some(&dir), &trusted).unwrap();
         assert_eq!((v.as_str(), secret), ("pw:1", true));
-        assert!(resolve("${file:db.properties:nope}", Some(&dir))
+        assert!(resolve("${file:db.properties:nope}", Some(&dir), &trusted)
             .unwrap_err()
             .contains("'nope'"));
-        assert!(resolve("${vault:x}", None)
+        assert!(resolve("${vault:x}", None, &trusted)
             .unwrap_err()
             .contains("unknown config provider"));
         assert_eq!(
-            resolve("plain", None).unwrap(),
+            resolve("plain", None, &trusted).unwrap(),
             ("plain".to_string(), false)
         );
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::flatten::flatten;
-use super::{secrets, ConfigError};
+use super::{secrets, ConfigError, OverridePolicy, ProviderPolicy};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OffsetStorage {
@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     pub rest_tls: Option<(PathBuf, PathBuf)>,
     /// `config.watch.dir`: connector YAML applied while the worker runs.
     pub watch_dir: Option<PathBuf>,
+    /// `config.providers*`: what references a config from the API may use.
+    pub providers: ProviderPolicy,
+    /// `connector.client.config.override.policy`.
+    pub client_overrides: OverridePolicy,
 }
 
 pub const DEFAULT_OFFSETS_FILE: &str = ".wharf/standalone.offsets.json";
@@ -51,6 +55,8 @@ impl Default for WorkerConfig {
             rest_token: None,
             rest_tls: None,
             watch_dir: None,
+            providers: ProviderPolicy::default(),
+            client_overrides: OverridePolicy::default(),
         }
     }
 }
@@ -196,6 +202,14 @@ impl WorkerConfig {
             .get("rest.auth.token")
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
+        c.providers =
+            ProviderPolicy::from_worker(&c.map).map_err(|(key, m)| c.key_error(&key, m))?;
+        let key = "connector.client.config.override.policy";
+        if let Some(v) = c.map.get(key) {
+            c.client_overrides = OverridePolicy::parse(v).ok_or_else(|| {
+                c.key_error(key, format!("'{v}' is not one of: None, Principal, All"))
+            })?;
+        }
         Ok(c)
     }
 }
@@ -224,8 +238,8 @@ pub fn load_worker(path: &Path) -> Result<WorkerConfig, ConfigError> {
     })?;
     let mut map = BTreeMap::new();
     for (key, value) in raw {
-        let (resolved, _) =
-            secrets::resolve(&value, path.parent()).map_err(|message| ConfigError::Key {
+        let (resolved, _) = secrets::resolve(&value, path.parent(), &ProviderPolicy::trusted())
+            .map_err(|message| ConfigError::Key {
                 file: file.clone(),
                 key: key.clone(),
                 message,

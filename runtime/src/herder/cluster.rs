@@ -189,7 +189,12 @@ impl Herder {
             restarts: rec.restarts,
             task_restarts: rec.task_restarts.clone(),
         };
-        let config = match from_map(name, rec.config.clone(), "configs topic") {
+        let config = match from_map(
+            name,
+            rec.config.clone(),
+            "configs topic",
+            &self.provider_policy(),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(connector = name, "connector FAILED on this worker: {e}");

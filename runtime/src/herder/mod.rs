@@ -67,6 +67,11 @@ pub struct Herder {
     shutdown: watch::Sender<bool>,
     worker_id: std::sync::RwLock<String>,
     connectors: Mutex<BTreeMap<String, Entry>>,
+    /// What references configs from the API may resolve (the operator's
+    /// `config.providers`); none until the worker config says.
+    providers: std::sync::RwLock<crate::config::ProviderPolicy>,
+    /// `connector.client.config.override.policy` of the worker config.
+    overrides: std::sync::RwLock<crate::config::OverridePolicy>,
     /// Times this worker's set of running tasks changed.
     rebalances: AtomicU64,
     /// Distributed mode: the group this worker belongs to.
@@ -111,6 +116,8 @@ impl Herder {
             shutdown,
             worker_id: std::sync::RwLock::new("127.0.0.1:8083".into()),
             connectors: Mutex::new(BTreeMap::new()),
+            providers: Default::default(),
+            overrides: Default::default(),
             rebalances: AtomicU64::new(0),
             cluster,
         })
@@ -183,9 +190,17 @@ impl Herder {
 
     /// Validates without starting anything; problems as 400 with every key.
     async fn prepare(&self, config: &ConnectorConfig) -> Result<Prepared, HerderError> {
-        worker::prepare(&self.host, config)
-            .await
-            .map_err(HerderError::Invalid)
+        let policy = self.overrides.read().map(|p| *p).unwrap_or_default();
+        let refused = policy.check(config);
+        let prepared = worker::prepare(&self.host, config).await;
+        match prepared {
+            Ok(p) if refused.is_empty() => Ok(p),
+            Ok(_) => Err(HerderError::Invalid(refused)),
+            Err(mut e) => {
+                e.extend(refused);
+                Err(HerderError::Invalid(e))
+            }
+        }
     }
 
     /// Starts a prepared connector; a connector that cannot split into
@@ -217,6 +232,25 @@ impl Herder {
             failure,
             seen: Seen::default(),
         })
+    }
+
+    /// Sets the operator's config provider policy for configs from the API.
+    pub fn set_provider_policy(&self, policy: crate::config::ProviderPolicy) {
+        if let Ok(mut p) = self.providers.write() {
+            *p = policy;
+        }
+    }
+
+    /// Sets which Kafka client overrides connectors may carry.
+    pub fn set_override_policy(&self, policy: crate::config::OverridePolicy) {
+        if let Ok(mut p) = self.overrides.write() {
+            *p = policy;
+        }
+    }
+
+    /// The policy configs from the API (and the configs topic) resolve under.
+    pub fn provider_policy(&self) -> crate::config::ProviderPolicy {
+        self.providers.read().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// How many connectors this worker knows, without waiting: `None` while
@@ -252,12 +286,7 @@ impl Herder {
 
     /// Marks password-typed and secret-looking keys, never shown again.
     fn mark_secrets(&self, config: &mut ConnectorConfig) {
-        let looks_secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            ["password", "secret", "token", "sasl.jaas.config", "api.key"]
-                .iter()
-                .any(|s| k.contains(s))
-        };
+        let looks_secret = crate::config::looks_secret;
         let typed: Vec<String> = config
             .class()
             .and_then(|c| self.host.loaded(c))

@@ -203,7 +203,12 @@ impl Herder {
                 "<unnamed>".into()
             }
         };
-        match from_map(&name, map.clone(), "validate request") {
+        match from_map(
+            &name,
+            map.clone(),
+            "validate request",
+            &self.provider_policy(),
+        ) {
             Err(ConfigError::Key { key, message, .. }) => {
                 errors.entry(key).or_default().push(message)
             }
@@ -212,6 +217,12 @@ impl Herder {
                 .or_default()
                 .push(e.to_string()),
             Ok(config) => {
+                let policy = self.overrides.read().map(|p| *p).unwrap_or_default();
+                for e in policy.check(&config) {
+                    if let ConfigError::Key { key, message, .. } = e {
+                        errors.entry(key).or_default().push(message);
+                    }
+                }
                 if let Err(problems) = worker::prepare(self.plugin_host(), &config).await {
                     for e in problems {
                         match e {

@@ -215,6 +215,28 @@ async fn send(
     Ok((status, bytes.to_vec()))
 }
 
+/// A plugin names a path on the granted cluster, never a place elsewhere:
+/// the client joins it onto the granted URL, and `//host`, a scheme, user
+/// info or a backslash could make that join leave the cluster with its
+/// credentials. Only printable ASCII (query strings included) passes.
+fn check_path(path: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("path '{}' refused: {why}", path.escape_default()));
+    if !path.starts_with('/') {
+        return refuse("it must start with /");
+    }
+    if path.starts_with("//") {
+        return refuse("it names a host");
+    }
+    if path.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return refuse("only printable ASCII without spaces");
+    }
+    let before_query = path.split(['?', '#']).next().unwrap_or(path);
+    if before_query.contains("://") || before_query.contains('\\') || before_query.contains('@') {
+        return refuse("it names a scheme, a host or credentials");
+    }
+    Ok(())
+}
+
 fn method_of(m: &str) -> Result<Method, PluginError> {
     Ok(match m.to_ascii_uppercase().as_str() {
         "GET" => Method::Get,
@@ -240,11 +262,7 @@ impl wit::Host for HostState {
         body: Option<Vec<u8>>,
     ) -> Result<wit::Response, PluginError> {
         let method = method_of(&method)?;
-        if !path.starts_with('/') {
-            return Err(PluginError::Fatal(format!(
-                "path '{path}' must start with /"
-            )));
-        }
+        check_path(&path).map_err(PluginError::Fatal)?;
         let client = self.es()?.client()?;
         let started = Instant::now();
         let r = send(client, method, path, "application/json", body).await;
@@ -306,6 +324,30 @@ impl Drop for EsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_cannot_leave_the_granted_cluster() {
+        for ok in [
+            "/_bulk",
+            "/idx/_doc/1?refresh=true",
+            "/_cluster/health",
+            "/a%2Fb",
+        ] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://other/x",
+            "/http://other-host/",
+            "//other-host/x",
+            "/\\other/x",
+            "/user:pw@other/x",
+            "/idx/_doc/1 HTTP/1.1",
+            "/idx\r\nHost: other",
+            "idx/_search",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn bulk_items_keep_order_and_errors() {

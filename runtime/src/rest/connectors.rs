@@ -79,6 +79,7 @@ fn flag(params: &[(String, String)], name: &str) -> Result<bool, HerderError> {
 fn connector_config(
     name: &str,
     mut map: BTreeMap<String, String>,
+    policy: &crate::config::ProviderPolicy,
 ) -> Result<(ConnectorConfig, BTreeMap<String, String>), HerderError> {
     if let Some(n) = map.remove("name").filter(|n| n != name) {
         let message = format!(
@@ -86,8 +87,8 @@ fn connector_config(
         );
         return Err(HerderError::BadRequest(message));
     }
-    let config =
-        from_map(name, map.clone(), "REST request").map_err(|e| HerderError::Invalid(vec![e]))?;
+    let config = from_map(name, map.clone(), "REST request", policy)
+        .map_err(|e| HerderError::Invalid(vec![e]))?;
     Ok((config, map))
 }
 
@@ -136,7 +137,7 @@ pub async fn create(State(api): State<Api>, body: Bytes) -> Answer {
         None => BTreeMap::new(),
         Some(_) => return Err(HerderError::BadRequest("'config' must be an object".into())),
     };
-    let (config, map) = connector_config(&name, map)?;
+    let (config, map) = connector_config(&name, map, &api.herder.provider_policy())?;
     let info = api.herder.create(config, map).await?;
     Ok((
         StatusCode::CREATED,
@@ -166,7 +167,11 @@ pub async fn put_config(State(api): State<Api>, Path(name): Path<String>, body: 
             "the body must be the connector's config: an object of keys".into(),
         ));
     };
-    let (config, map) = connector_config(&name, flat_map(&m, "config")?)?;
+    let (config, map) = connector_config(
+        &name,
+        flat_map(&m, "config")?,
+        &api.herder.provider_policy(),
+    )?;
     let (created, info) = api.herder.put_config(config, map).await?;
     let code = if created {
         StatusCode::CREATED

@@ -2,6 +2,7 @@
 //! error body (`{"error_code", "message"}`), plus `/metrics` and `/healthz`.
 
 mod connectors;
+mod guard;
 mod metrics;
 mod tls;
 
@@ -11,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -31,6 +32,10 @@ pub enum RestError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("rest.auth.basic.file {file}: {message}")]
+    Credentials { file: String, message: String },
+    #[error("REST API on {addr}: a listener other hosts can reach needs credentials (rest.auth.token or rest.auth.basic.file); set rest.auth.none: true to serve it without any")]
+    Unprotected { addr: String },
 }
 
 /// How the API is served.
@@ -38,15 +43,58 @@ pub enum RestError {
 pub struct RestOptions {
     /// When set, every request but `/healthz` needs `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
+    /// Connect's BasicAuth users file (`user: password` lines).
+    pub basic_file: Option<std::path::PathBuf>,
+    /// The operator's word that a non-loopback listener may run unguarded.
+    pub auth_none: bool,
+    /// `access.control.allow.origin`: other origins that may change things.
+    pub allowed_origins: Vec<String>,
     /// When set, the API speaks HTTPS only.
     pub tls: Option<TlsFiles>,
 }
+
+impl RestOptions {
+    /// The REST keys of a worker config.
+    pub fn from_worker(w: &crate::config::WorkerConfig) -> Self {
+        let flag = |k: &str| {
+            w.map
+                .get(k)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        };
+        RestOptions {
+            bearer_token: w.rest_token.clone(),
+            basic_file: w
+                .map
+                .get("rest.auth.basic.file")
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
+            auth_none: flag("rest.auth.none"),
+            allowed_origins: w
+                .map
+                .get("access.control.allow.origin")
+                .map(|o| {
+                    o.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tls: w
+                .rest_tls
+                .clone()
+                .map(|(certificate, key)| TlsFiles { certificate, key }),
+        }
+    }
+}
+
+/// Connector configs are small; a larger body is refused (413) unread.
+const BODY_LIMIT: usize = 1 << 20;
 
 #[derive(Clone)]
 struct Api {
     herder: Arc<Herder>,
     started: Instant,
-    token: Option<Arc<str>>,
 }
 
 /// Connect's error body with its status code.
@@ -72,28 +120,6 @@ impl IntoResponse for HerderError {
             HerderError::Worker(_) | HerderError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(code, self.to_string())
-    }
-}
-
-async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
-    let Some(token) = &api.token else {
-        return next.run(req).await;
-    };
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(&**token) {
-        next.run(req).await
-    } else {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "this worker needs 'Authorization: Bearer <token>' (rest.auth.token)",
-        )
     }
 }
 
@@ -137,7 +163,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
         .into_response()
 }
 
-fn router(api: Api) -> Router {
+fn router(api: Api, guard: guard::Guard) -> Router {
     use connectors as c;
     Router::new()
         .route("/", get(root))
@@ -182,7 +208,8 @@ fn router(api: Api) -> Router {
                 "HTTP 405 Method Not Allowed",
             )
         })
-        .layer(middleware::from_fn_with_state(api.clone(), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(guard, guard::check))
         .with_state(api)
 }
 
@@ -203,20 +230,38 @@ pub async fn serve(
         .await
         .map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
+    let guard = guard::Guard {
+        token: opts.bearer_token.map(Arc::from),
+        basic: opts
+            .basic_file
+            .as_deref()
+            .map(guard::load_credentials)
+            .transpose()?
+            .map(Arc::new),
+        loopback: local.ip().is_loopback(),
+        allowed_origins: Arc::new(opts.allowed_origins),
+    };
+    if !guard.loopback && !guard.needs_credentials() && !opts.auth_none {
+        return Err(RestError::Unprotected {
+            addr: local.to_string(),
+        });
+    }
     herder.set_worker_id(local.to_string());
     let api = Api {
         herder,
         started: Instant::now(),
-        token: opts.bearer_token.map(Arc::from),
     };
-    let app = router(api);
+    let app = router(api, guard);
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tokio::spawn(async move {
         let served = match acceptor {
             Some(acceptor) => {
-                let tls = tls::TlsListener {
-                    tcp: listener,
-                    acceptor,
+                let tls = match tls::TlsListener::new(listener, acceptor) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("REST API could not start: {e}");
+                        return;
+                    }
                 };
                 axum::serve(tls, app).await
             }

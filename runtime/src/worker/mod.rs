@@ -102,6 +102,22 @@ pub async fn prepare(host: &PluginHost, c: &ConnectorConfig) -> Result<Prepared,
             }
         },
     };
+    // Keys the plugin types `password` are secrets too: no error quotes them.
+    let marked;
+    let c = match &plugin {
+        Some(p) => {
+            let mut m = c.clone();
+            m.secret_keys.extend(
+                p.spec
+                    .iter()
+                    .filter(|k| k.type_ == crate::plugin::ConfigType::Password)
+                    .map(|k| k.name.clone()),
+            );
+            marked = m;
+            &marked
+        }
+        None => c,
+    };
     let mut num = |key: &str, default: i64, min: i64| match int_key(c, key, default, min) {
         Ok(v) => v,
         Err(e) => {
