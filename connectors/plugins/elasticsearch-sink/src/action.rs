@@ -6,11 +6,27 @@ use wharf_sdk::Record;
 
 use crate::settings::{OnNull, Settings, WriteMethod};
 
+/// A bulk action ready to go.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Doc {
+    /// The NDJSON lines: action line, and source line unless a delete.
+    pub lines: Vec<u8>,
+    /// `index/id` when the action writes a keyed document that later records
+    /// may write again: actions on one key must reach the engine in order.
+    /// None for ids that are unique per record (`key.ignore`) and for data
+    /// streams (append-only), where order cannot change the outcome.
+    pub key: Option<String>,
+    /// A version conflict on this action only means this record or a newer
+    /// one is already stored (external version = Kafka offset, or a create
+    /// whose id is topic+partition+offset): the action is done.
+    pub replay_safe: bool,
+}
+
 /// What to do with a record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send these NDJSON lines (action line, and source line unless a delete).
-    Send(Vec<u8>),
+    /// Send this action.
+    Send(Doc),
     /// Drop it on purpose (a null value with `behavior.on.null.values=ignore`).
     Skip,
     /// It cannot be indexed: a malformed document.
@@ -77,13 +93,32 @@ pub fn build(r: &Record, s: &Settings) -> Action {
         Err(_) if r.value.is_some() && s.data_stream.is_some() => None,
         Err(e) => return Action::Invalid(e),
     };
+    let key = match (&id, s.key_ignore, &s.data_stream) {
+        (Some(id), false, None) => Some(format!("{index}/{id}")),
+        _ => None,
+    };
     // External versioning by Kafka offset makes a replay (or an older copy
-    // arriving late) a no-op instead of an overwrite, as Confluent's sink does.
+    // arriving late) a no-op instead of an overwrite, as Confluent's sink
+    // does. Only where every write of the document is versioned so: upserts
+    // (`update` takes no external version) leave the engine's own counter on
+    // the document, which an offset-versioned delete could trail and then be
+    // refused. Their order is kept by the sink instead (see `Lanes`).
+    let versioned =
+        r.offset.is_some() && s.data_stream.is_none() && s.write_method == WriteMethod::Insert;
     let version = |meta: &mut serde_json::Map<String, Value>| {
-        if let (Some(o), None) = (r.offset, &s.data_stream) {
+        if let (true, Some(o)) = (versioned, r.offset) {
             meta.insert("version".into(), json!(o));
             meta.insert("version_type".into(), json!("external"));
         }
+    };
+    // A create with a topic+partition+offset id conflicts only with itself.
+    let replay_safe = versioned || (s.data_stream.is_some() && s.key_ignore && id.is_some());
+    let send = |lines: Vec<u8>| {
+        Action::Send(Doc {
+            lines,
+            key: key.clone(),
+            replay_safe,
+        })
     };
     let Some(value) = r.value.as_deref() else {
         return match s.on_null {
@@ -100,7 +135,7 @@ pub fn build(r: &Record, s: &Settings) -> Action {
                     version(&mut meta);
                     let mut out = json!({ "delete": meta }).to_string().into_bytes();
                     out.push(b'\n');
-                    Action::Send(out)
+                    send(out)
                 }
             },
         };
@@ -147,7 +182,7 @@ pub fn build(r: &Record, s: &Settings) -> Action {
         Err(e) => return Action::Malformed(format!("cannot serialize the document: {e}")),
     }
     out.push(b'\n');
-    Action::Send(out)
+    send(out)
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -176,23 +211,43 @@ pub fn retriable(status: u16, error_type: &str) -> bool {
         )
 }
 
-/// Whether a failed item is in fact done: a newer or equal version is
-/// already stored (a replay), or a delete found nothing to delete.
-pub fn already_done(status: u16, error_type: &str, is_delete: bool) -> bool {
-    (status == 409 && error_type == "version_conflict_engine_exception")
-        || (status == 404 && is_delete && error_type.is_empty())
+/// What a bulk item's outcome means for its document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written (or a delete that found nothing to delete).
+    Done,
+    /// The engine refused it as a version conflict; whether that is a replay
+    /// or a lost write depends on how the action was versioned.
+    Conflict,
+    /// May succeed if sent again.
+    Retry,
+    /// Will never succeed as it is (a mapping or parse error).
+    Refused,
+}
+
+pub fn outcome(status: u16, error_type: &str, is_delete: bool) -> Outcome {
+    if (200..300).contains(&status) || (status == 404 && is_delete && error_type.is_empty()) {
+        Outcome::Done
+    } else if status == 409 && error_type == "version_conflict_engine_exception" {
+        Outcome::Conflict
+    } else if retriable(status, error_type) {
+        Outcome::Retry
+    } else {
+        Outcome::Refused
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::OnMalformed;
+    use crate::settings::{OnConflict, OnMalformed};
 
     fn settings() -> Settings {
         Settings {
             key_ignore: false,
             on_null: OnNull::Delete,
             on_malformed: OnMalformed::Fail,
+            on_version_conflict: OnConflict::Fail,
             write_method: WriteMethod::Insert,
             batch_size: 10,
             max_in_flight: 1,
@@ -218,10 +273,15 @@ mod tests {
         }
     }
 
+    fn doc(a: Action) -> Doc {
+        match a {
+            Action::Send(d) => d,
+            other => panic!("not sent: {other:?}"),
+        }
+    }
+
     fn lines(a: Action) -> Vec<Value> {
-        let Action::Send(b) = a else {
-            panic!("not sent: {a:?}")
-        };
+        let b = doc(a).lines;
         std::str::from_utf8(&b)
             .expect("utf8")
             .lines()
@@ -322,12 +382,67 @@ mod tests {
         assert!(retriable(429, "es_rejected_execution_exception"));
         assert!(retriable(503, ""));
         assert!(!retriable(400, "mapper_parsing_exception"));
-        assert!(already_done(
-            409,
-            "version_conflict_engine_exception",
-            false
-        ));
-        assert!(already_done(404, "", true));
-        assert!(!already_done(404, "index_not_found_exception", true));
+        let conflict = "version_conflict_engine_exception";
+        assert_eq!(outcome(201, "", false), Outcome::Done);
+        assert_eq!(outcome(409, conflict, false), Outcome::Conflict);
+        assert_eq!(outcome(409, conflict, true), Outcome::Conflict);
+        assert_eq!(outcome(404, "", true), Outcome::Done);
+        assert_eq!(
+            outcome(404, "index_not_found_exception", true),
+            Outcome::Refused
+        );
+        assert_eq!(
+            outcome(400, "mapper_parsing_exception", false),
+            Outcome::Refused
+        );
+        assert_eq!(
+            outcome(429, "es_rejected_execution_exception", false),
+            Outcome::Retry
+        );
+    }
+
+    #[test]
+    fn only_offset_versioned_or_offset_named_writes_are_replay_safe() {
+        let mut s = settings();
+        let d = doc(build(&rec(Some("\"k\""), Some("{}")), &s));
+        assert!(
+            d.replay_safe,
+            "insert carries the offset as external version"
+        );
+        assert_eq!(d.key.as_deref(), Some("shop-orders/k"));
+        let d = doc(build(&rec(Some("\"k\""), None), &s));
+        assert!(d.replay_safe, "so does its delete");
+
+        s.write_method = WriteMethod::Upsert;
+        let d = doc(build(&rec(Some("\"k\""), Some("{}")), &s));
+        assert!(
+            !d.replay_safe,
+            "an update has no version: a conflict is real"
+        );
+        let l = lines(build(&rec(Some("\"k\""), None), &s));
+        assert_eq!(
+            l[0],
+            json!({"delete":{"_index":"shop-orders","_id":"k"}}),
+            "an upsert's delete is unversioned: the engine's own counter may be past the offset"
+        );
+
+        s.write_method = WriteMethod::Insert;
+        s.key_ignore = true;
+        let d = doc(build(&rec(None, Some("{}")), &s));
+        assert_eq!(d.key, None, "ids unique per record need no ordering");
+
+        s.data_stream = Some("logs-app".into());
+        let d = doc(build(&rec(None, Some("{}")), &s));
+        assert!(
+            d.replay_safe,
+            "a create named by its offset conflicts only with itself"
+        );
+        s.key_ignore = false;
+        let d = doc(build(&rec(Some("\"k\""), Some("{}")), &s));
+        assert!(
+            !d.replay_safe,
+            "a keyed create conflicts with another record"
+        );
+        assert_eq!(d.key, None, "data streams are append-only");
     }
 }

@@ -18,6 +18,14 @@ pub enum OnMalformed {
     Fail,
 }
 
+/// `behavior.on.version.conflict`, for conflicts that are not replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConflict {
+    Ignore,
+    Warn,
+    Fail,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMethod {
     Insert,
@@ -29,6 +37,7 @@ pub struct Settings {
     pub key_ignore: bool,
     pub on_null: OnNull,
     pub on_malformed: OnMalformed,
+    pub on_version_conflict: OnConflict,
     pub write_method: WriteMethod,
     pub batch_size: usize,
     pub max_in_flight: usize,
@@ -79,6 +88,14 @@ pub fn spec() -> Vec<ConfigKey> {
             .default("fail")
             .one_of(&["ignore", "warn", "fail"])
             .doc("A document the engine refuses (mapping or parse error): skip it, skip and log it, or fail (dead letter queue with errors.tolerance=all)"),
+        // Not a key of Confluent's sink, which always skips such a conflict
+        // with a warning (= warn here); Aiven's Elasticsearch and OpenSearch
+        // sinks name it so, with ignore|warn|fail and fail by default, the
+        // default kept here: a refused write is a lost write.
+        ConfigKey::string("behavior.on.version.conflict")
+            .default("fail")
+            .one_of(&["ignore", "warn", "fail"])
+            .doc("A write the engine refuses with a version conflict that is not a replay (write.method=upsert, whose updates and deletes carry no version, or a keyed data stream create whose id exists): skip it, skip and log it, or fail (dead letter queue with errors.tolerance=all). Inserts carry the Kafka offset as external version: their conflicts mean a newer version is stored, are done, and count in the version_conflicts metric"),
         ConfigKey::string("write.method")
             .default("insert")
             .one_of(&["insert", "upsert"])
@@ -158,6 +175,11 @@ impl Settings {
                 "ignore" => OnMalformed::Ignore,
                 "warn" => OnMalformed::Warn,
                 _ => OnMalformed::Fail,
+            },
+            on_version_conflict: match pick("behavior.on.version.conflict")?.as_str() {
+                "ignore" => OnConflict::Ignore,
+                "warn" => OnConflict::Warn,
+                _ => OnConflict::Fail,
             },
             write_method: match pick("write.method")?.as_str() {
                 "upsert" => WriteMethod::Upsert,
