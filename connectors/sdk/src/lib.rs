@@ -21,6 +21,8 @@
 //! ```
 
 mod config;
+pub mod connect;
+pub mod datetime;
 pub mod elasticsearch;
 #[doc(hidden)]
 pub mod glue;

@@ -3,6 +3,7 @@
 //! one `Store` per task. Every call into a plugin is bounded in time (epoch
 //! interruption) and memory (store limiter); a trap fails that task only.
 
+pub mod aliases;
 mod batch;
 pub mod bindings;
 mod cache;
@@ -43,6 +44,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub enum PluginError {
     #[error("plugin '{0}' is neither a built-in plugin ({1}) nor a path to a .wasm file")]
     NotFound(String, String),
+    #[error("plugin '{0}' is not a built-in class name: {1}")]
+    NotAClass(String, String),
     #[error("plugin '{plugin}': cannot read {path}: {source}")]
     Read {
         plugin: String,
@@ -208,12 +211,23 @@ impl PluginHost {
 
     /// A plugin already loaded under this class, if any.
     pub fn loaded(&self, class: &str) -> Option<Arc<Plugin>> {
+        let class = Self::alias(class).map_or(class, |a| a.plugin);
         self.loaded.lock().ok().and_then(|m| m.get(class).cloned())
     }
 
-    /// Loads a plugin by built-in name or path to a `.wasm` component;
-    /// repeated loads of the same class share one compiled plugin.
+    /// The built-in plugin a Connect, Debezium or Confluent class name
+    /// stands for (with the side of a `$Key` / `$Value` transform).
+    pub fn alias(class: &str) -> Option<aliases::Alias> {
+        aliases::resolve(class, |name| {
+            builtin::BUILTIN_PLUGINS.iter().any(|(n, _)| *n == name)
+        })
+    }
+
+    /// Loads a plugin by built-in name, class name ([`PluginHost::alias`])
+    /// or path to a `.wasm` component; repeated loads of the same plugin
+    /// share one compiled plugin.
     pub async fn load(&self, class: &str) -> Result<Arc<Plugin>, PluginError> {
+        let class = Self::alias(class).map_or(class, |a| a.plugin);
         if let Some(p) = self.loaded.lock().ok().and_then(|m| m.get(class).cloned()) {
             return Ok(p);
         }
@@ -230,10 +244,12 @@ impl PluginHost {
                     source,
                 })?,
             None => {
-                return Err(PluginError::NotFound(
-                    class.to_string(),
-                    Self::builtin_names().join(", "),
-                ))
+                return Err(match aliases::hint(class) {
+                    Some(hint) => PluginError::NotAClass(class.to_string(), hint),
+                    None => {
+                        PluginError::NotFound(class.to_string(), Self::builtin_names().join(", "))
+                    }
+                })
             }
         };
         let component = self.cache.load(&self.inner.engine, class, &bytes)?;

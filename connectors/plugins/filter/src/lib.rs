@@ -1,6 +1,8 @@
 //! `filter`: keeps or drops records by the value of a JSON field (dotted
 //! path into the value's payload), by equality or regex; tombstones follow
-//! `null.values`.
+//! `null.values`. Without `field` it is Kafka Connect's Filter: it drops
+//! every record, tombstones too, so with a predicate
+//! (`transforms.x.predicate`) it drops the records the predicate selects.
 
 use regex_lite::Regex;
 use wharf_sdk::json::{self, Value};
@@ -9,7 +11,8 @@ use wharf_sdk::{
 };
 
 pub struct Filter {
-    field: String,
+    /// None: Connect's Filter, every record matches.
+    field: Option<String>,
     equals: Option<String>,
     matches: Option<Regex>,
     keep_matching: bool,
@@ -24,9 +27,9 @@ impl Plugin for Filter {
     fn config_spec() -> Vec<ConfigKey> {
         vec![
             ConfigKey::string("field")
-                .non_empty()
+                .default("")
                 .importance(Importance::High)
-                .doc("Dotted path of the field in the value"),
+                .doc("Dotted path of the field in the value; empty matches every record (Connect's Filter)"),
             ConfigKey::string("equals")
                 .default("")
                 .doc("Match when the field's text equals this"),
@@ -48,7 +51,13 @@ impl Plugin for Filter {
         let mut errors = wharf_sdk::validate_against(&Self::config_spec(), config);
         let eq = config.raw("equals").is_some_and(|s| !s.is_empty());
         let re = config.raw("matches").is_some_and(|s| !s.is_empty());
-        if eq == re {
+        let field = config.raw("field").is_some_and(|s| !s.trim().is_empty());
+        if !field && (eq || re) {
+            errors.push(ConfigError {
+                key: "field".into(),
+                message: "required with 'equals' or 'matches': the field to compare".into(),
+            });
+        } else if field && eq == re {
             errors.push(ConfigError {
                 key: "equals".into(),
                 message: "set exactly one of 'equals' or 'matches'".into(),
@@ -82,7 +91,7 @@ impl Transform for Filter {
             None => None,
         };
         Ok(Filter {
-            field: config.string("field")?,
+            field: config.opt_string("field"),
             equals: config.opt_string("equals"),
             matches,
             keep_matching: config.string("action")? == "keep",
@@ -93,13 +102,20 @@ impl Transform for Filter {
     fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>> {
         let mut out = Vec::with_capacity(records.len());
         for r in records {
+            let Some(field) = &self.field else {
+                // Every record matches, tombstones too.
+                if self.keep_matching {
+                    out.push(r);
+                }
+                continue;
+            };
             let Some(v) = json::parse(&r.value)? else {
                 if self.keep_nulls {
                     out.push(r);
                 }
                 continue;
             };
-            let hit = json::field(json::payload(&v), &self.field)
+            let hit = json::field(json::payload(&v), field)
                 .map(text)
                 .is_some_and(|t| {
                     self.equals.as_deref() == Some(t.as_str())
@@ -114,3 +130,50 @@ impl Transform for Filter {
 }
 
 wharf_sdk::export_transform!(Filter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(pairs: &[(&str, &str)]) -> Filter {
+        let config = Config::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .with_defaults(&Filter::config_spec());
+        Filter::open(&config).expect("open")
+    }
+
+    fn rec(value: Option<&str>) -> Record {
+        Record {
+            topic: "t".into(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn without_a_field_it_is_connects_filter() {
+        let out = open(&[])
+            .apply(vec![rec(Some("{}")), rec(None), rec(Some("[1]"))])
+            .expect("apply");
+        assert!(out.is_empty());
+        assert!(Filter::validate(&Config::default()).is_empty());
+        let errs = Filter::validate(&Config::from_pairs([(
+            "equals".to_string(),
+            "x".to_string(),
+        )]));
+        assert_eq!(errs[0].key, "field");
+    }
+
+    #[test]
+    fn with_a_field_it_compares() {
+        let mut f = open(&[("field", "a.b"), ("equals", "1"), ("action", "keep")]);
+        let out = f
+            .apply(vec![
+                rec(Some(r#"{"a":{"b":1}}"#)),
+                rec(Some(r#"{"a":{"b":2}}"#)),
+                rec(None),
+            ])
+            .expect("apply");
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].value, None);
+    }
+}

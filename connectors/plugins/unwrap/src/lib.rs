@@ -5,7 +5,12 @@
 //! `delete.handling.mode` + `drop.tombstones`; `add.fields` / `add.headers`
 //! copy envelope or source fields (`op`, `table`, `lsn`, `source.ts_ms`, ...)
 //! under a `__` prefix. Records that are not change events pass unchanged.
+//! A `{schema, payload}` event (JsonConverter with schemas) becomes a
+//! `{schema, payload}` row: the schema of `after` (Debezium's `<topic>.Value`),
+//! with the added fields as optional fields of their envelope types and
+//! `__deleted` as an optional string, as Debezium writes it.
 
+use wharf_sdk::connect::schema;
 use wharf_sdk::json::{self, Map, Value};
 use wharf_sdk::{Config, ConfigKey, Error, Plugin, Record, Result, Transform};
 
@@ -102,6 +107,13 @@ fn deletes_of(config: &Config) -> Result<Deletes> {
     })
 }
 
+/// JsonConverter's envelope: exactly `schema` (an object) and `payload`.
+fn envelope_of(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.len() == 2
+        && m.get("schema").is_some_and(Value::is_object)
+        && m.contains_key("payload"))
+}
+
 /// `source.ts_ms` → ("__source_ts_ms", path), `op` → ("__op", path).
 fn named(list: Vec<String>, prefix: &str) -> Vec<(String, String)> {
     list.into_iter()
@@ -194,8 +206,60 @@ impl Unwrap {
             row.insert("__deleted".into(), Value::String((op == "d").to_string()));
         }
         self.add_headers(&mut r, envelope);
-        r.value = Some(Value::Object(row).to_string().into_bytes());
+        let row = Value::Object(row);
+        r.value = Some(
+            match parsed.get("schema").filter(|_| envelope_of(&parsed)) {
+                Some(s) => {
+                    let mut m = Map::new();
+                    m.insert("schema".into(), self.row_schema(s));
+                    m.insert("payload".into(), row);
+                    Value::Object(m).to_string().into_bytes()
+                }
+                None => row.to_string().into_bytes(),
+            },
+        );
         Ok(Some(r))
+    }
+
+    /// The schema of the row: `after`'s, with the added fields.
+    fn row_schema(&self, envelope: &Value) -> Value {
+        let mut row = schema::field(envelope, "after")
+            .or_else(|| schema::field(envelope, "before"))
+            .map(schema::unnamed)
+            .unwrap_or_else(|| schema::struct_of(Vec::new()));
+        let source = schema::field(envelope, "source");
+        let mut added = Vec::new();
+        for (name, path) in &self.add_fields {
+            let of = match path.strip_prefix("source.") {
+                Some(rest) => source.and_then(|s| schema::field(s, rest)),
+                None => schema::field(envelope, path)
+                    .filter(|_| path != "source")
+                    .or_else(|| source.and_then(|s| schema::field(s, path))),
+            };
+            let field = of.map_or_else(
+                || schema::primitive("string", true),
+                |f| schema::with_optional(&schema::unnamed(f), true),
+            );
+            added.push(schema::named(&field, name));
+        }
+        if matches!(
+            self.deletes,
+            Deletes::Rewrite | Deletes::RewriteWithTombstone
+        ) {
+            added.push(schema::named(
+                &schema::primitive("string", true),
+                "__deleted",
+            ));
+        }
+        if let Some(Value::Array(fields)) = row.get_mut("fields") {
+            fields.retain(|f| {
+                !added
+                    .iter()
+                    .any(|a| schema::field_name(a) == schema::field_name(f))
+            });
+            fields.extend(added);
+        }
+        row
     }
 
     fn add_headers(&self, r: &mut Record, envelope: &Map<String, Value>) {
@@ -310,8 +374,53 @@ mod tests {
     fn schema_envelopes_and_non_events_are_handled() {
         let wrapped = format!(r#"{{"schema":{{"type":"struct"}},"payload":{UPDATE}}}"#);
         let out = run(&[], &[Some(&wrapped), Some(r#"{"hello":1}"#)]);
-        assert_eq!(out[0], Some(serde_json::json!({"id":1,"qty":2})));
+        assert_eq!(
+            out[0],
+            Some(
+                serde_json::json!({"schema":{"type":"struct","fields":[],"optional":false},
+                                    "payload":{"id":1,"qty":2}})
+            )
+        );
         assert_eq!(out[1], Some(serde_json::json!({"hello":1})));
+    }
+
+    #[test]
+    fn schemas_become_the_rows_schema_with_added_fields() {
+        let schema = r#"{"type":"struct","name":"shop.public.orders.Envelope","optional":false,"fields":[
+            {"field":"before","type":"struct","name":"shop.public.orders.Value","optional":true,"fields":[
+                {"field":"id","type":"int32","optional":false},{"field":"qty","type":"int32","optional":true}]},
+            {"field":"after","type":"struct","name":"shop.public.orders.Value","optional":true,"fields":[
+                {"field":"id","type":"int32","optional":false},{"field":"qty","type":"int32","optional":true}]},
+            {"field":"source","type":"struct","name":"io.debezium.connector.postgresql.Source","optional":false,"fields":[
+                {"field":"table","type":"string","optional":false},{"field":"lsn","type":"int64","optional":true},
+                {"field":"ts_ms","type":"int64","optional":false}]},
+            {"field":"op","type":"string","optional":false},
+            {"field":"ts_ms","type":"int64","optional":true}]}"#;
+        let wrapped = format!(r#"{{"schema":{schema},"payload":{UPDATE}}}"#);
+        let out = run(
+            &[
+                ("add.fields", "op,table,source.ts_ms"),
+                ("delete.tombstone.handling.mode", "rewrite"),
+            ],
+            &[Some(&wrapped)],
+        );
+        let v = out[0].as_ref().expect("row");
+        assert_eq!(
+            v["payload"],
+            serde_json::json!({"id":1,"qty":2,"__op":"u","__table":"orders","__source_ts_ms":10,"__deleted":"false"})
+        );
+        assert_eq!(v["schema"]["name"], "shop.public.orders.Value");
+        assert_eq!(
+            v["schema"]["fields"],
+            serde_json::json!([
+                {"field":"id","type":"int32","optional":false},
+                {"field":"qty","type":"int32","optional":true},
+                {"field":"__op","type":"string","optional":true},
+                {"field":"__table","type":"string","optional":true},
+                {"field":"__source_ts_ms","type":"int64","optional":true},
+                {"field":"__deleted","type":"string","optional":true}
+            ])
+        );
     }
 
     #[test]
