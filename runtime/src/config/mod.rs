@@ -63,15 +63,17 @@ impl ConnectorConfig {
             .collect()
     }
 
-    /// The config with secret values replaced, safe to log or return.
+    /// The config with secret values replaced, safe to log or return: keys
+    /// marked secret, inline PEM private keys whatever their key, and the
+    /// password of a `scheme://user:password@host` URL.
     pub fn redacted(&self) -> BTreeMap<String, String> {
         self.config
             .iter()
             .map(|(k, v)| {
-                let v = if self.secret_keys.contains(k) {
+                let v = if self.secret_keys.contains(k) || is_private_key(v) {
                     HIDDEN.to_string()
                 } else {
-                    v.clone()
+                    without_url_password(v)
                 };
                 (k.clone(), v)
             })
@@ -95,9 +97,11 @@ impl ConnectorConfig {
     }
 
     /// Whether a key's value is a secret: it came from a config provider,
-    /// the plugin types it `password`, or its name says so.
+    /// the plugin types it `password`, its name says so, or it is a key.
     pub fn is_secret(&self, key: &str) -> bool {
-        self.secret_keys.contains(key) || looks_secret(key)
+        self.secret_keys.contains(key)
+            || looks_secret(key)
+            || self.get(key).is_some_and(is_private_key)
     }
 
     /// `text` with every secret value of this config replaced by `[hidden]`.
@@ -217,6 +221,27 @@ fn from_value(
     resolved(&name, raw, file, base, &ProviderPolicy::trusted())
 }
 
+/// An inline PEM private key (a TLS or SASL key pasted into a config).
+fn is_private_key(v: &str) -> bool {
+    v.contains("-----BEGIN") && v.contains("PRIVATE KEY")
+}
+
+/// `scheme://user:password@host/...` with the password replaced.
+fn without_url_password(v: &str) -> String {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return v.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return v.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:{HIDDEN}@{host}{tail}"),
+        None => v.to_string(),
+    }
+}
+
 /// Keys whose names say they hold a secret, whatever the plugin declares.
 pub fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
@@ -325,6 +350,38 @@ mod tests {
         assert!(e.contains("b.yaml") && e.contains("'a'"), "{e}");
         let e = parse("name: [\n", "c.yaml", None).unwrap_err().to_string();
         assert!(e.contains("c.yaml") && e.contains("invalid YAML"), "{e}");
+    }
+
+    #[test]
+    fn inline_keys_and_url_passwords_are_redacted() {
+        let c = ConnectorConfig {
+            name: "c".into(),
+            config: [
+                (
+                    "ssl.key.pem",
+                    "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+                ),
+                (
+                    "connection.url",
+                    "https://elastic:hunter2@es.example:9200/path",
+                ),
+                ("store.url", "http://127.0.0.1:9000"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            origin: "test".into(),
+            secret_keys: Default::default(),
+        };
+        let r = c.redacted();
+        assert_eq!(r["ssl.key.pem"], HIDDEN);
+        assert_eq!(
+            r["connection.url"],
+            "https://elastic:[hidden]@es.example:9200/path"
+        );
+        assert_eq!(r["store.url"], "http://127.0.0.1:9000");
+        let e = c.key_error("ssl.key.pem", "bad MIIE").to_string();
+        assert!(!e.contains("MIIE"), "{e}");
     }
 
     #[test]

@@ -289,6 +289,8 @@ fn spawn_task(
         is_source,
     );
     let status = ctx.status.clone();
+    // For cleaning secrets out of failure traces.
+    let config = p.config.clone();
     let join = if is_source {
         let dest = match (&ctx.kafka, &plan.producer) {
             (Some(hub), Some(producer)) => source_task::Destination::Kafka {
@@ -317,7 +319,7 @@ fn spawn_task(
             while let Some(signals) = life.runnable().await {
                 let started = Instant::now();
                 let run = source_task::run(&spec, &dest, &offsets, &status, &counters, signals);
-                let r = guarded(run, &status, &spec.id).await;
+                let r = guarded(run, &status, &spec.id, &config).await;
                 if !life.again(r, started).await {
                     break;
                 }
@@ -355,7 +357,7 @@ fn spawn_task(
             while let Some(signals) = life.runnable().await {
                 let started = Instant::now();
                 let run = sink_task::run(&spec, &mut input, &status, &counters, signals.stop);
-                let r = guarded(run, &status, &spec.id).await;
+                let r = guarded(run, &status, &spec.id, &config).await;
                 if !life.again(r, started).await {
                     break;
                 }
@@ -369,13 +371,24 @@ fn spawn_task(
 /// so the task shows FAILED with the panic's message and its supervisor
 /// restarts it (a panicking future would otherwise end the spawned task with
 /// the status left at RUNNING).
+///
+/// A failure's trace is also cleaned of the connector's secret values (a
+/// plugin's error may quote its password) before it stays on the board.
 async fn guarded(
     run: impl std::future::Future<Output = Result<(), String>>,
     status: &StatusBoard,
     id: &TaskId,
+    config: &crate::config::ConnectorConfig,
 ) -> Result<(), String> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(Err(trace)) => {
+            let clean = config.scrub(&trace);
+            if clean != trace {
+                status.set(&id.connector, id.task, State::Failed, Some(clean.clone()));
+            }
+            Err(clean)
+        }
         Ok(r) => r,
         Err(panic) => {
             let what = panic
@@ -383,7 +396,7 @@ async fn guarded(
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
-            let trace = format!("the task panicked: {what}");
+            let trace = config.scrub(&format!("the task panicked: {what}"));
             status.set(&id.connector, id.task, State::Failed, Some(trace.clone()));
             tracing::error!(connector = %id.connector, task = id.task, "task FAILED: {trace}");
             Err(trace)
@@ -404,6 +417,14 @@ mod tests {
         };
         status.register("c", 0);
         status.set("c", 0, State::Running, None);
+        let config = crate::config::ConnectorConfig {
+            name: "c".into(),
+            config: [("database.password".to_string(), "hunter2-pw".to_string())]
+                .into_iter()
+                .collect(),
+            origin: "test".into(),
+            secret_keys: Default::default(),
+        };
         let r = guarded(
             async {
                 if id.task == 0 {
@@ -413,6 +434,7 @@ mod tests {
             },
             &status,
             &id,
+            &config,
         )
         .await;
         let trace = r.expect_err("a panic is a failure");
@@ -420,6 +442,23 @@ mod tests {
         let task = status.task("c", 0).expect("task status");
         assert_eq!(task.state, State::Failed);
         assert!(task.trace.unwrap_or_default().contains("panicked"));
-        assert_eq!(guarded(async { Ok(()) }, &status, &id).await, Ok(()));
+        assert_eq!(
+            guarded(async { Ok(()) }, &status, &id, &config).await,
+            Ok(())
+        );
+        let leaked = guarded(
+            async { Err("open: password 'hunter2-pw' refused".to_string()) },
+            &status,
+            &id,
+            &config,
+        )
+        .await
+        .expect_err("fails");
+        assert!(!leaked.contains("hunter2-pw"), "{leaked}");
+        let shown = status
+            .task("c", 0)
+            .and_then(|t| t.trace)
+            .unwrap_or_default();
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
     }
 }
